@@ -1,0 +1,70 @@
+"""One error tree for the whole platform. Every message is written for the user who sees it.
+
+    DeisError                 exit 1, printed as one line
+    ├── UsageError            exit 2: a bad command line, an unknown command
+    ├── ValidationError       bad input: an app name, a config key, a ref
+    ├── NotFound              an unknown app, release, key, user
+    ├── PermissionDenied      the caller may not do this
+    ├── Conflict              the thing exists already, or someone else holds the app's lock
+    ├── BuildError            the build failed (the message says why)
+    ├── DeployError           the new release could not be brought up; the old one keeps serving
+    │   └── HealthCheckFailed
+    ├── RouterError           nginx refused the rendered config
+    └── ServiceError          a backing service (etcd, docker, registry, nginx) failed or is unreachable
+
+Third-party errors are converted once, where they happen (``raise ServiceError(...) from exc``).
+"""
+
+from __future__ import annotations
+
+
+class DeisError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        # One line: a multi-line cause would break ` !     ` error formatting.
+        return " ".join(self.message.split("\n")).strip()
+
+
+class UsageError(DeisError):
+    exit_code = 2
+
+
+class ValidationError(DeisError):
+    pass
+
+
+class NotFound(DeisError):
+    pass
+
+
+class PermissionDenied(DeisError):
+    pass
+
+
+class Conflict(DeisError):
+    pass
+
+
+class BuildError(DeisError):
+    pass
+
+
+class DeployError(DeisError):
+    pass
+
+
+class HealthCheckFailed(DeployError):
+    pass
+
+
+class RouterError(DeisError):
+    pass
+
+
+class ServiceError(DeisError):
+    pass

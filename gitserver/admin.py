@@ -1,0 +1,178 @@
+"""`deis`: the host-side admin command (run as root on the platform's host).
+
+deis up [--state-dir DIR] [--ssh-port N] [--http-port N] [--domain D] ...   bring everything up
+deis down                                                                   stop what `up` started
+deis status
+deis keys:add NAME [--admin] < key.pub                                      register a user's key
+deis keys:list | keys:remove NAME|FINGERPRINT | users:list
+deis serve                                                                  the SSH appliance (foreground)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+from collections.abc import Sequence
+
+from appliance import services
+from appliance.errors import DeisError
+from appliance.output import Output
+from appliance.settings import Settings
+from releaser import apps
+from releaser.store import Store
+from routerconf import Router
+
+
+def appliance_service(settings: Settings) -> services.Service:
+    def ready() -> bool:
+        host = "127.0.0.1" if settings.ssh_host in ("0.0.0.0", "::", "") else settings.ssh_host
+        try:
+            with socket.create_connection((host, settings.ssh_port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    return services.Service(
+        name="appliance",
+        argv=[sys.executable, "-m", "gitserver.admin", "--state-dir", str(settings.state_dir), "serve"],
+        ready=ready,
+        address=f"{settings.ssh_host}:{settings.ssh_port}",
+        package="deis-appliance",
+    )
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    for name in (
+        "ssh_host",
+        "ssh_port",
+        "http_port",
+        "etcd_port",
+        "etcd_peer_port",
+        "registry_port",
+        "domain",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(settings, name, type(getattr(settings, name))(value))
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.save()
+    out.step(f"Bringing the platform up (state in {settings.state_dir})")
+    services.up_services(settings, out)
+    out.step(f"Starting the router (nginx) on port {settings.http_port}")
+    Router(settings).start()
+    out.step(f"Starting the appliance (SSH) on port {settings.ssh_port}")
+    services.start(appliance_service(settings), settings, out)
+    store = Store(settings.etcd_url)
+    has_admin = any(u.admin for u in apps.list_users(store))
+    out.step("The platform is up")
+    port = settings.ssh_port
+    if not has_admin:
+        out.detail("register the first admin's key:  deis keys:add alice --admin < ~/.ssh/id_ed25519.pub")
+    out.detail(
+        f"deploy an app:   git remote add deis ssh://git@HOST:{port}/myapp.git && git push deis master"
+    )
+    out.detail(f"commands:        ssh -p {port} git@HOST help")
+    out.detail(f"apps answer at:  {settings.app_url('APP')}")
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    out.step("Stopping the platform (apps' containers keep their restart policy)")
+    services.stop(appliance_service(settings), settings, out)
+    Router(settings).stop()
+    services.down_services(settings, out)
+    out.step("The platform is down")
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    state = services.status(settings)
+    state["router"] = Router(settings).running()
+    state["appliance"] = services.is_running(appliance_service(settings), settings)
+    for name, ok in state.items():
+        out.line(f"{name:10} {'running' if ok else 'stopped'}")
+    return 0 if all(state.values()) else 1
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    from gitserver.server import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_keys_add(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    store = Store(settings.etcd_url)
+    apps.ensure_user(store, args.user, admin=args.admin)
+    fp = apps.add_key(store, args.user, sys.stdin.read())
+    out.step(f"key {fp} added for {args.user}{' (admin)' if args.admin else ''}")
+    return 0
+
+
+def cmd_keys_list(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    for key in apps.list_keys(Store(settings.etcd_url), args.user):
+        out.line(f"{key['user']}  {key['name']}  {key['fingerprint']}")
+    return 0
+
+
+def cmd_keys_remove(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    fp = apps.remove_key(Store(settings.etcd_url), None, args.key)
+    out.step(f"key {fp} removed")
+    return 0
+
+
+def cmd_users_list(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    for user in apps.list_users(Store(settings.etcd_url)):
+        out.line(f"{user.name}{'  (admin)' if user.admin else ''}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deis", description="Host-side administration of the platform.")
+    p.add_argument(
+        "--state-dir", help="the platform's state directory (default /var/lib/deis or $DEIS_STATE_DIR)"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="install nothing, start everything (see ./platform up)")
+    up.add_argument("--ssh-host", dest="ssh_host")
+    up.add_argument("--ssh-port", dest="ssh_port", type=int)
+    up.add_argument("--http-port", dest="http_port", type=int)
+    up.add_argument("--etcd-port", dest="etcd_port", type=int)
+    up.add_argument("--etcd-peer-port", dest="etcd_peer_port", type=int)
+    up.add_argument("--registry-port", dest="registry_port", type=int)
+    up.add_argument("--domain")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop what up started").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="which parts run").set_defaults(func=cmd_status)
+    sub.add_parser("serve", help="run the SSH appliance in the foreground").set_defaults(func=cmd_serve)
+    ka = sub.add_parser("keys:add", help="register a public key (on stdin) for a user")
+    ka.add_argument("user")
+    ka.add_argument("--admin", action="store_true")
+    ka.set_defaults(func=cmd_keys_add)
+    kl = sub.add_parser("keys:list", help="list keys")
+    kl.add_argument("user", nargs="?")
+    kl.set_defaults(func=cmd_keys_list)
+    kr = sub.add_parser("keys:remove", help="remove a key by name or fingerprint")
+    kr.add_argument("key")
+    kr.set_defaults(func=cmd_keys_remove)
+    sub.add_parser("users:list", help="list users").set_defaults(func=cmd_users_list)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings.load(args.state_dir)
+    out = Output(sys.stdout)
+    try:
+        return int(args.func(settings, args, out) or 0)
+    except DeisError as exc:
+        out.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,287 @@
+"""The appliance's SSH server: key auth against etcd, one process handler per session.
+
+`git-receive-pack`/`git-upload-pack` are bridged to real git on the app's bare repo; anything else
+is a platform command (gitserver.commands). Identity comes from the key only, never from
+anything the client sends (user name, environment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from appliance.errors import DeisError, UsageError
+from appliance.settings import Settings
+from gitserver import cli, commands, repos
+from releaser import apps
+from releaser.store import Store
+
+MAX_AUTH_FAILURES = 6
+MAX_STDIN = 1 << 20  # what a command may read from stdin (keys, .env files)
+GIT_VERBS = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
+KILL_GRACE = 10.0
+
+
+def ensure_host_key(path: Path) -> asyncssh.SSHKey:
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    key.write_private_key(str(tmp))
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+    return key
+
+
+class _Auth(asyncssh.SSHServer):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.failures = 0
+        self.conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        user = await asyncio.to_thread(apps.user_for_key, self.store, key.get_fingerprint("sha256"))
+        if user is None:
+            self.failures += 1
+            if self.failures >= MAX_AUTH_FAILURES and self.conn is not None:
+                self.conn.close()
+            return False
+        assert self.conn is not None
+        self.conn.set_extra_info(deis_user=user)
+        return True
+
+
+class _ChannelText(io.TextIOBase):
+    """A text stream a worker thread writes to; each write is handed to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, write: Callable[[bytes], Any]) -> None:
+        self.loop = loop
+        self._write = write
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        data = s.encode("utf-8", "replace")
+        self.loop.call_soon_threadsafe(self._safe_write, data)
+        return len(s)
+
+    def _safe_write(self, data: bytes) -> None:
+        with contextlib.suppress(Exception):  # the client may be gone; the command still finishes
+            self._write(data)
+
+
+class Appliance:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.etcd_url)
+
+    async def start(self, host: str | None = None, port: int | None = None) -> asyncssh.SSHAcceptor:
+        key = ensure_host_key(self.settings.host_key)
+        return await asyncssh.create_server(
+            lambda: _Auth(self.store),
+            host if host is not None else self.settings.ssh_host,
+            self.settings.ssh_port if port is None else port,
+            server_host_keys=[key],
+            process_factory=self.handle,
+            encoding=None,
+            line_editor=False,
+            login_timeout=30,
+            keepalive_interval=30,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+        )
+
+    async def handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        stdout = _ChannelText(loop, process.stdout.write)
+        stderr = _ChannelText(loop, process.stderr.write)
+        code = 1
+        try:
+            user = await asyncio.to_thread(self._user, process.get_extra_info("deis_user"))
+            line = process.command
+            if line is None:
+                raise UsageError(f"hi {user.name}! there is no shell here; try: ssh deis help")
+            argv = cli.split(line)
+            if argv and argv[0] in GIT_VERBS:
+                code = await self.git(process, user, GIT_VERBS[argv[0]], argv[1:], stderr)
+            else:
+                code = await self.command(process, user, argv, stdout)
+        except DeisError as exc:
+            stderr.write(f" !     {exc}\n")
+            code = exc.exit_code
+        except Exception as exc:  # noqa: BLE001 - a bug must still end the session with a message
+            stderr.write(f" !     internal error: {type(exc).__name__}: {exc}\n")
+            code = 1
+        await asyncio.sleep(0)  # let queued writes reach the channel before exit
+        with contextlib.suppress(Exception):
+            await process.stdout.drain()
+            await process.stderr.drain()
+        process.exit(code)
+
+    def _user(self, name: str | None) -> apps.User:
+        user = apps.get_user(self.store, name) if name else None
+        if user is None:
+            raise DeisError("your key is no longer registered")
+        return user
+
+    def _context(self, user: apps.User, stream: io.TextIOBase, **kw: Any) -> commands.Context:
+        return commands.Context(self.settings, self.store, user, stream, **kw)  # type: ignore[arg-type]
+
+    async def command(
+        self,
+        process: asyncssh.SSHServerProcess[bytes],
+        user: apps.User,
+        argv: list[str],
+        stdout: io.TextIOBase,
+    ) -> int:
+        argv, as_json = cli.extract_json_flag(argv)
+        cmd, args = cli.Registry.parse(commands.registry, argv)
+        stdin = b""
+        if cmd.stdin:
+            stdin = await self._read_all(process)
+        ctx = self._context(
+            user, stdout, stdin=stdin, tty=process.get_terminal_type() is not None, json=as_json
+        )
+        result = await asyncio.to_thread(cmd.func, ctx, args)
+        return int(result or 0)
+
+    @staticmethod
+    async def _read_all(process: asyncssh.SSHServerProcess[bytes]) -> bytes:
+        chunks, size = [], 0
+        while data := await process.stdin.read(65536):
+            chunks.append(data)
+            size += len(data)
+            if size > MAX_STDIN:
+                raise UsageError(f"input too large (over {MAX_STDIN} bytes)")
+        return b"".join(chunks)
+
+    # -- git ------------------------------------------------------------------------------------
+    async def git(
+        self,
+        process: asyncssh.SSHServerProcess[bytes],
+        user: apps.User,
+        verb: str,
+        args: list[str],
+        stderr: io.TextIOBase,
+    ) -> int:
+        if len(args) != 1:
+            raise UsageError(f"git-{verb} takes one repository path")
+        from appliance.names import app_from_repo_path
+
+        app_name = app_from_repo_path(args[0])
+        ctx = self._context(user, stderr)
+        if verb == "receive-pack":
+            app = await asyncio.to_thread(commands.authorize_push, ctx, app_name)
+        else:
+            app = await asyncio.to_thread(commands.authorize_fetch, ctx, app_name)
+        repo = await asyncio.to_thread(repos.ensure_repo, self.settings, app.name)
+        env = self._git_env(app.name, user.name)
+        if verb == "upload-pack":
+            return await self._bridge(process, ["git", "upload-pack", str(repo)], env)
+        # The lock covers the whole receive-pack, ref update included: a second push waits here,
+        # before git advertises refs, so it sees the first push's result (no lost update).
+        lock = await asyncio.to_thread(ctx.lock, app.name)
+        try:
+            code = await self._bridge(process, ["git", "receive-pack", str(repo)], env)
+            if code == 0:
+                await asyncio.to_thread(repos.fix_head, repo)
+            return code
+        finally:
+            await asyncio.to_thread(lock.release)
+
+    def _git_env(self, app: str, user: str) -> dict[str, str]:
+        keep = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "TMPDIR")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
+        env.update(self.settings.env())
+        env.update(
+            {
+                "DEIS_APP": app,
+                "DEIS_USER": user,
+                "PYTHONUNBUFFERED": "1",
+                "HOME": str(self.settings.state_dir),
+            }
+        )
+        return env
+
+    async def _bridge(
+        self, process: asyncssh.SSHServerProcess[bytes], argv: list[str], env: dict[str, str]
+    ) -> int:
+        """Run git with the channel attached; stdin pumped by hand (FACTS: redirect loses a large
+        push's tail), stdout/stderr passed as raw pipes; the child's group dies with the channel."""
+        r_out, w_out = os.pipe()
+        r_err, w_err = os.pipe()
+        try:
+            child = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=w_out,
+                stderr=w_err,
+                env=env,
+                start_new_session=True,
+            )
+        finally:
+            os.close(w_out)
+            os.close(w_err)
+        await process.redirect(stdout=r_out, stderr=r_err, send_eof=False)
+        pump = asyncio.create_task(self._pump(process, child))
+        closed = asyncio.create_task(process.channel.wait_closed())
+        waiting = asyncio.create_task(child.wait())
+        await asyncio.wait({waiting, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            await self._kill_group(child, waiting)
+        closed.cancel()
+        pump.cancel()
+        rc = await waiting
+        return rc if rc >= 0 else 128 - rc
+
+    @staticmethod
+    async def _pump(process: asyncssh.SSHServerProcess[bytes], child: asyncio.subprocess.Process) -> None:
+        assert child.stdin is not None
+        try:
+            while data := await process.stdin.read(65536):
+                child.stdin.write(data)
+                await child.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError, asyncssh.Error):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                child.stdin.close()
+
+    @staticmethod
+    async def _kill_group(child: asyncio.subprocess.Process, waiting: asyncio.Task[int]) -> None:
+        # SIGTERM first: the hook turns it into a clean abort that removes what it started.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiting), KILL_GRACE)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+
+
+async def serve(settings: Settings) -> None:
+    server = await Appliance(settings).start()
+    try:
+        await server.wait_closed()
+    finally:
+        server.close()

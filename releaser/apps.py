@@ -1,0 +1,185 @@
+"""Apps, users, keys, collaborators and formation, as kept in etcd. Config lives in releases.
+
+Layout (all JSON, under /deis):
+    users/NAME                {"admin": bool, "created": ts}
+    keys/FINGERPRINT          {"user": NAME, "key": "ssh-ed25519 AAAA... comment", "name": comment}
+    apps/APP/meta             {"owner": NAME, "created": ts}
+    apps/APP/formation        {"web": 1, ...}
+    apps/APP/perms/USER       {"created": ts}
+    apps/APP/releases/NNNNNN  see releaser.releases
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from dataclasses import dataclass
+
+from appliance.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from appliance.names import check_app, check_user
+from releaser.store import Store
+
+
+# -- users and keys ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class User:
+    name: str
+    admin: bool
+
+
+def fingerprint(public_key: str) -> str:
+    """OpenSSH's SHA256 fingerprint of one `type base64 [comment]` line."""
+    parts = public_key.split()
+    if len(parts) < 2:
+        raise ValidationError("that is not an SSH public key: expected 'TYPE BASE64 [COMMENT]'")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except ValueError as exc:
+        raise ValidationError("that is not an SSH public key: its key data is not base64") from exc
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def _key_id(fp: str) -> str:
+    # etcd keys are paths: '/' and '+' in base64 would make directories or get mangled.
+    return fp.replace("SHA256:", "").replace("/", "_").replace("+", "-")
+
+
+def get_user(store: Store, name: str) -> User | None:
+    data = store.get(f"users/{name}")
+    return None if data is None else User(name, bool(data.get("admin")))
+
+
+def list_users(store: Store) -> list[User]:
+    return sorted(
+        (User(n, bool(d and d.get("admin"))) for n, d in store.children("users").items()),
+        key=lambda u: u.name,
+    )
+
+
+def ensure_user(store: Store, name: str, admin: bool = False) -> User:
+    check_user(name)
+    user = get_user(store, name)
+    if user is None or (admin and not user.admin):
+        store.put(f"users/{name}", {"admin": admin or bool(user and user.admin), "created": time.time()})
+    return User(name, admin or bool(user and user.admin))
+
+
+def add_key(store: Store, user: str, public_key: str) -> str:
+    """Attach a public key to a user; returns its fingerprint. A key belongs to one user only."""
+    line = " ".join(public_key.strip().split())
+    if "\n" in public_key.strip() or not line.startswith(("ssh-", "ecdsa-", "sk-")):
+        raise ValidationError("expected exactly one OpenSSH public key line, like 'ssh-ed25519 AAAA... name'")
+    fp = fingerprint(line)
+    parts = line.split()
+    record = {"user": user, "key": line, "name": parts[2] if len(parts) > 2 else fp}
+    if not store.create(f"keys/{_key_id(fp)}", record):
+        owner = (store.get(f"keys/{_key_id(fp)}") or {}).get("user")
+        raise Conflict(f"key {fp} is already registered to {owner}")
+    return fp
+
+
+def user_for_key(store: Store, fp: str) -> str | None:
+    data = store.get(f"keys/{_key_id(fp)}")
+    return None if data is None else str(data["user"])
+
+
+def list_keys(store: Store, user: str | None = None) -> list[dict[str, str]]:
+    out = []
+    for _, data in sorted(store.children("keys").items()):
+        if data and (user is None or data["user"] == user):
+            out.append({"user": data["user"], "name": data["name"], "fingerprint": fingerprint(data["key"])})
+    return out
+
+
+def remove_key(store: Store, user: str | None, name_or_fp: str) -> str:
+    """Remove a key by its name (comment) or fingerprint; `user=None` means any user's (admin)."""
+    for kid, data in store.children("keys").items():
+        if not data or (user is not None and data["user"] != user):
+            continue
+        if name_or_fp in (data["name"], fingerprint(data["key"])):
+            store.delete(f"keys/{kid}")
+            return fingerprint(data["key"])
+    raise NotFound(f"no key named {name_or_fp!r}")
+
+
+# -- apps ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class App:
+    name: str
+    owner: str
+    created: float
+
+
+def get_app(store: Store, name: str) -> App | None:
+    meta = store.get(f"apps/{name}/meta")
+    return None if meta is None else App(name, meta["owner"], meta["created"])
+
+
+def require_app(store: Store, name: str) -> App:
+    check_app(name)
+    app = get_app(store, name)
+    if app is None:
+        raise NotFound(f"app {name} does not exist")
+    return app
+
+
+def create_app(store: Store, name: str, owner: str) -> App:
+    check_app(name)
+    created = time.time()
+    if not store.create(f"apps/{name}/meta", {"owner": owner, "created": created}):
+        raise Conflict(f"app {name} already exists")
+    return App(name, owner, created)
+
+
+def list_apps(store: Store) -> list[App]:
+    apps = []
+    for name in sorted(store.children("apps")):
+        app = get_app(store, name)
+        if app is not None:
+            apps.append(app)
+    return apps
+
+
+def destroy_app(store: Store, name: str) -> None:
+    store.delete(f"apps/{name}", recursive=True)
+
+
+# -- permissions ---------------------------------------------------------------------------------
+def collaborators(store: Store, app: str) -> list[str]:
+    return sorted(store.children(f"apps/{app}/perms"))
+
+
+def add_collaborator(store: Store, app: str, user: str) -> None:
+    store.put(f"apps/{app}/perms/{user}", {"created": time.time()})
+
+
+def remove_collaborator(store: Store, app: str, user: str) -> None:
+    if not store.delete(f"apps/{app}/perms/{user}"):
+        raise NotFound(f"{user} is not a collaborator on {app}")
+
+
+def can_access(store: Store, user: User, app: App) -> bool:
+    return user.admin or app.owner == user.name or user.name in collaborators(store, app.name)
+
+
+def authorize(store: Store, user: User, app_name: str) -> App:
+    """The app, if `user` may act on it; otherwise NotFound/PermissionDenied, one line."""
+    app = require_app(store, app_name)
+    if not can_access(store, user, app):
+        raise PermissionDenied(f"{user.name} may not act on {app_name}")
+    return app
+
+
+def apps_for(store: Store, user: User) -> list[App]:
+    return [a for a in list_apps(store) if can_access(store, user, a)]
+
+
+# -- formation (not versioned, as in Deis v1: a rollback keeps the current scale) --------------
+def get_formation(store: Store, app: str) -> dict[str, int]:
+    return {k: int(v) for k, v in (store.get(f"apps/{app}/formation") or {}).items()}
+
+
+def set_formation(store: Store, app: str, formation: dict[str, int]) -> None:
+    store.put(f"apps/{app}/formation", {k: int(v) for k, v in formation.items() if int(v) > 0})

@@ -1,0 +1,146 @@
+"""Builds and numbered releases (Deis v1 numbering: v1 is the app's empty initial release).
+
+A release is a build plus the app's config. Config lives only in releases: the app's config *is*
+its latest release's, so a rollback restores code and config together and a failed deploy, whose
+release is never recorded, leaves no trace. A release number is recorded create-only, so two
+writers can never both get vN.
+
+    apps/APP/releases/NNNNNN  {"version": N, "build": {...} | null, "config": {...}, "summary": "...",
+                               "by": USER, "created": ts}
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from appliance.errors import Conflict, NotFound, ValidationError
+from appliance.names import check_config_key, check_config_value
+from releaser.store import Store
+
+
+@dataclass(frozen=True)
+class Build:
+    image: str  # registry/app:git-sha8, pullable by every node
+    kind: str  # "dockerfile" | "buildpack" | "image"
+    sha: str | None = None  # the git commit it was built from
+    procfile: dict[str, str] = field(default_factory=dict)  # type -> command; empty: the image's own CMD
+    port: int = 5000  # what the app listens on ($PORT)
+    created: float = 0.0
+    by: str = ""
+
+    @property
+    def process_types(self) -> list[str]:
+        """What can be scaled: the Procfile's types, or `cmd` for an image's own command."""
+        return sorted(self.procfile) if self.procfile else ["cmd"]
+
+    def default_formation(self) -> dict[str, int]:
+        return {"web": 1} if "web" in self.procfile else ({} if self.procfile else {"cmd": 1})
+
+
+@dataclass(frozen=True)
+class Release:
+    app: str
+    version: int
+    build: Build | None
+    config: dict[str, str]
+    summary: str
+    by: str
+    created: float
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version}"
+
+    def to_json(self) -> dict[str, object]:
+        d = asdict(self)
+        d.pop("app")
+        return d
+
+    @classmethod
+    def from_json(cls, app: str, d: dict[str, object]) -> Release:
+        b = d.get("build")
+        build = Build(**b) if isinstance(b, dict) else None
+        return cls(
+            app=app,
+            version=int(d["version"]),  # type: ignore[call-overload]
+            build=build,
+            config=dict(d.get("config") or {}),  # type: ignore[call-overload]
+            summary=str(d.get("summary", "")),
+            by=str(d.get("by", "")),
+            created=float(d.get("created", 0)),  # type: ignore[arg-type]
+        )
+
+
+def _key(app: str, version: int) -> str:
+    return f"apps/{app}/releases/{version:06d}"
+
+
+def parse_version(text: str) -> int:
+    t = text[1:] if text[:1] in ("v", "V") else text
+    if not t.isdigit() or int(t) < 1:
+        raise ValidationError(f"invalid release {text!r}: expected vN, like v3")
+    return int(t)
+
+
+def list_releases(store: Store, app: str) -> list[Release]:
+    """Newest first, as `deis releases` shows them."""
+    items = store.children(f"apps/{app}/releases")
+    return [Release.from_json(app, items[k]) for k in sorted(items, reverse=True) if items[k]]
+
+
+def latest(store: Store, app: str) -> Release | None:
+    rels = list_releases(store, app)
+    return rels[0] if rels else None
+
+
+def get_release(store: Store, app: str, version: int) -> Release:
+    data = store.get(_key(app, version))
+    if data is None:
+        raise NotFound(f"{app} has no release v{version}")
+    return Release.from_json(app, data)
+
+
+def apply_config(config: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
+    """The config after `changes` (None unsets). Values are kept exactly; only NUL is refused."""
+    new = dict(config)
+    for key, value in changes.items():
+        check_config_key(key)
+        if value is None:
+            if key not in new:
+                raise NotFound(f"config var {key} is not set")
+            new.pop(key)
+        else:
+            new[key] = check_config_value(key, value)
+    return new
+
+
+def prepare(
+    store: Store,
+    app: str,
+    *,
+    by: str,
+    summary: str,
+    build: Build | None = None,
+    config: dict[str, str] | None = None,
+    keep_build: bool = True,
+) -> Release:
+    """The next release, not yet recorded: `build`/`config` default to the current release's."""
+    current = latest(store, app)
+    if build is None and keep_build and current is not None:
+        build = current.build
+    if config is None:
+        config = dict(current.config) if current is not None else {}
+    version = current.version + 1 if current is not None else 1
+    return Release(app, version, build, config, summary, by, time.time())
+
+
+def record(store: Store, release: Release) -> Release:
+    """Make `release` the app's current one; refuses a number that is taken."""
+    if not store.create(_key(release.app, release.version), release.to_json()):
+        raise Conflict(f"release v{release.version} of {release.app} was recorded by someone else")
+    return release
+
+
+def initial(store: Store, app: str, by: str) -> Release:
+    return record(store, prepare(store, app, by=by, summary=f"{by} created initial release"))

@@ -1,0 +1,138 @@
+"""Rendering the router's nginx configuration: pure functions from names and ports to text.
+
+Every value a template prints passes `_finalize`, which lets through only ints and strings made of
+hostname/path characters; anything else (spaces, `;`, braces, quotes, `$`, newlines, ...) raises
+`RouterError`, so no input can add an nginx directive. The inputs are also checked before rendering,
+so the usual failure is a clear message about the bad input, and `_finalize` is the backstop.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import jinja2
+
+from appliance.errors import RouterError
+from appliance.names import check_app
+from appliance.settings import Settings
+
+TEMPLATES: Final = Path(__file__).parent / "templates"
+
+# What a template may print: hostnames, "10.1.2.3:5000", relative or absolute paths. No spaces,
+# no quotes, no `;{}$#`, no newlines.
+SAFE_RE: Final = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_.:/-]{0,254}")
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+ENDPOINT_RE: Final = re.compile(rf"(?P<host>{_OCTET}(?:\.{_OCTET}){{3}}):(?P<port>[1-9][0-9]{{0,4}})")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+DOMAIN_RE: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+USER_RE: Final = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+class _Auto:
+    """Marker: pick the worker user from the current process (see `default_user`)."""
+
+    def __repr__(self) -> str:
+        return "AUTO"
+
+
+AUTO: Final = _Auto()
+
+
+def _finalize(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and SAFE_RE.fullmatch(value):
+        return value
+    raise RouterError(f"refusing to write {value!r} into the nginx configuration")
+
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    finalize=_finalize,
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+def environment() -> jinja2.Environment:
+    """The jinja2 environment the templates render in (exposed for tests)."""
+    return _env
+
+
+# -- input checks --------------------------------------------------------------------------------
+def check_port(port: int) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise RouterError(f"invalid port {port!r}: use 1-65535")
+    return port
+
+
+def check_endpoint(endpoint: str) -> str:
+    m = ENDPOINT_RE.fullmatch(endpoint) if isinstance(endpoint, str) else None
+    if not m or int(m["port"]) > 65535:
+        raise RouterError(f"invalid endpoint {endpoint!r}: expected IPv4:PORT such as 127.0.0.1:32768")
+    return endpoint
+
+
+def check_domain(domain: str) -> str:
+    if not isinstance(domain, str) or len(domain) > 253 or not DOMAIN_RE.fullmatch(domain.lower()):
+        raise RouterError(f"invalid platform domain {domain!r}")
+    return domain.lower()
+
+
+def check_user(user: str) -> str:
+    if not USER_RE.fullmatch(user):
+        raise RouterError(f"invalid nginx worker user {user!r}")
+    return user
+
+
+def default_user() -> str | None:
+    """Workers run as www-data when nginx starts as root (nobody if www-data is missing); else as us."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("www-data")
+    except KeyError:
+        return "nobody"
+    return "www-data"
+
+
+# -- rendering -----------------------------------------------------------------------------------
+def render_main(
+    settings: Settings,
+    *,
+    user: str | None | _Auto = AUTO,
+    includes: Sequence[str] | None = None,
+) -> str:
+    """nginx.conf. `includes=None` includes `apps/*.conf`; a list includes exactly those paths
+    (relative to the directory the config file is in), which is how a candidate is tested."""
+    if isinstance(user, _Auto):
+        user = default_user()
+    return _env.get_template("nginx.conf.j2").render(
+        user=check_user(user) if user is not None else None,
+        http_port=check_port(settings.http_port),
+        includes=list(includes) if includes is not None else None,
+    )
+
+
+def render_app(app: str, domain: str, endpoints: list[str], http_port: int) -> str:
+    """apps/APP.conf: an upstream over `endpoints` and a server for APP.DOMAIN; a 503 page if none."""
+    check_app(app)
+    unique: list[str] = []
+    for endpoint in endpoints:
+        if check_endpoint(endpoint) not in unique:
+            unique.append(endpoint)
+    return _env.get_template("app.conf.j2").render(
+        app=app,
+        domain=check_domain(domain),
+        endpoints=unique,
+        http_port=check_port(http_port),
+    )

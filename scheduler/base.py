@@ -1,0 +1,67 @@
+"""The small interface every scheduler backend implements (like httpx's transports).
+
+A backend starts, lists, stops containers and reads their logs; it knows nothing about releases,
+routing or health policy. `scheduler.rollout` drives any backend through a deploy.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from appliance.names import ContainerName
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: ContainerName
+    image: str
+    command: list[str] | None  # None: the image's own CMD
+    env: dict[str, str]
+    port: int | None = None  # the app's $PORT, published on 127.0.0.1 when routed
+    labels: dict[str, str] = field(default_factory=dict)
+    memory: str | None = None  # docker's syntax: 512m, 1g
+    cpu_shares: int | None = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: ContainerName
+    id: str
+    state: str  # running, exited, created, restarting, dead
+    endpoint: str | None  # "127.0.0.1:PORT" where the router reaches it
+    port: int | None  # the app's $PORT inside the container
+    started: str = ""  # ISO time the container last started
+    restarts: int = 0  # how often the engine restarted it after it exited
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class Backend(ABC):
+    """Where containers run. Every method is blocking and safe to call from several threads."""
+
+    @abstractmethod
+    def start(self, spec: ContainerSpec) -> Instance:
+        """Create and start a container; returns once the engine reports it started."""
+
+    @abstractmethod
+    def stop(self, name: str, grace: float) -> None:
+        """SIGTERM, SIGKILL after `grace` seconds, then remove. A missing container is not an error."""
+
+    @abstractmethod
+    def instances(self, app: str | None = None) -> list[Instance]:
+        """This platform's containers (of one app), sorted by name."""
+
+    @abstractmethod
+    def inspect(self, name: str) -> Instance | None:
+        """One container's current state, or None if it does not exist."""
+
+    @abstractmethod
+    def listening(self, instance: Instance) -> bool:
+        """Whether something in the container accepts TCP connections on its $PORT."""
+
+    @abstractmethod
+    def logs(self, name: str, tail: int = 20) -> str:
+        """The last lines the container wrote (stdout and stderr)."""

@@ -1,0 +1,103 @@
+"""Start new, check health, (the router switches), retire old: the rollout every deploy goes through.
+
+Pure planning (`plan`) is separate from the calls that execute it, so tests compare plans exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from appliance.errors import DeisError, DeployError
+from appliance.names import ROUTED_TYPES, ContainerName
+from scheduler.base import Backend, ContainerSpec, Instance
+from scheduler.health import HealthCheck, wait_healthy
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Everything the scheduler needs to run one release of an app."""
+
+    app: str
+    version: int
+    image: str
+    procfile: dict[str, str]  # type -> command; empty: the image's own CMD as `cmd`
+    port: int
+    config: dict[str, str]
+    formation: dict[str, int]
+    health: HealthCheck = field(default_factory=HealthCheck)
+    memory: dict[str, str] = field(default_factory=dict)  # type -> docker memory limit
+
+
+def plan(d: Deployment) -> list[ContainerSpec]:
+    specs = []
+    for ptype, count in sorted(d.formation.items()):
+        if ptype == "cmd" and d.procfile:
+            continue
+        if ptype != "cmd" and ptype not in d.procfile:
+            continue  # scaled type that this build no longer declares
+        command = None if ptype == "cmd" else ["/bin/sh", "-c", d.procfile[ptype]]
+        for num in range(1, count + 1):
+            name = ContainerName(d.app, d.version, ptype, num)
+            env = {
+                **d.config,
+                "PORT": str(d.port),
+                "DEIS_APP": d.app,
+                "DEIS_RELEASE": f"v{d.version}",
+                "DYNO": f"{ptype}.{num}",
+            }
+            specs.append(
+                ContainerSpec(
+                    name=name,
+                    image=d.image,
+                    command=command,
+                    env=env,
+                    port=d.port if ptype in ROUTED_TYPES else None,
+                    memory=d.memory.get(ptype),
+                )
+            )
+    return specs
+
+
+def launch(backend: Backend, d: Deployment, note: Callable[[str], None]) -> list[Instance]:
+    """Start every container of `d` and wait until the routed ones are healthy.
+
+    On any failure every container started here is removed again, so a failed deploy leaves
+    nothing behind, and the error goes up.
+    """
+    specs = plan(d)
+    started: list[Instance] = []
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(specs)))) as pool:
+            for inst in pool.map(backend.start, specs):
+                started.append(inst)
+            note(f"started {', '.join(str(i.name) for i in started) or 'nothing (scaled to zero)'}")
+            routed = [i for i in started if i.name.type in ROUTED_TYPES]
+            if routed:
+                list(pool.map(lambda i: wait_healthy(backend, i, d.health), routed))
+                note(f"healthy: {d.health.describe()}")
+    except BaseException as exc:
+        # Also on KeyboardInterrupt/SystemExit: the pusher hung up, clean up before going.
+        names = [str(s.name) for s in specs]
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+            list(pool.map(lambda n: backend.stop(n, 0), names))
+        if isinstance(exc, DeisError):
+            raise
+        if isinstance(exc, Exception):
+            raise DeployError(f"could not start {d.app} v{d.version}: {exc}") from exc
+        raise
+    return started
+
+
+def endpoints(instances: list[Instance]) -> list[str]:
+    return sorted(i.endpoint for i in instances if i.name.type in ROUTED_TYPES and i.running and i.endpoint)
+
+
+def retire(backend: Backend, app: str, keep_version: int, grace: float) -> list[str]:
+    """Stop and remove every container of `app` that is not of release `keep_version`."""
+    old = [str(i.name) for i in backend.instances(app) if i.name.version != keep_version]
+    if old:
+        with ThreadPoolExecutor(max_workers=min(8, len(old))) as pool:
+            list(pool.map(lambda n: backend.stop(n, grace), old))
+    return old

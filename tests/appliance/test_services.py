@@ -1,0 +1,397 @@
+"""appliance.services: exact argv builders, the registry config, real etcd and registry on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance import services
+from appliance.errors import ServiceError
+from appliance.output import Output
+from appliance.settings import Settings
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def quiet() -> Output:
+    return Output(io.StringIO())
+
+
+# -- pure builders ----------------------------------------------------------------------------------
+
+
+def test_etcd_argv() -> None:
+    s = Settings(state_dir=Path("/srv/deis"), etcd_port=12379, etcd_peer_port=12380)
+    assert services.etcd_argv(s) == [
+        "etcd",
+        "--name", "deis",
+        "--data-dir", "/srv/deis/etcd",
+        "--enable-v2=true",
+        "--listen-client-urls", "http://127.0.0.1:12379",
+        "--advertise-client-urls", "http://127.0.0.1:12379",
+        "--listen-peer-urls", "http://127.0.0.1:12380",
+        "--initial-advertise-peer-urls", "http://127.0.0.1:12380",
+        "--initial-cluster", "deis=http://127.0.0.1:12380",
+    ]  # fmt: skip
+
+
+def test_etcd_argv_defaults() -> None:
+    argv = services.etcd_argv(Settings())
+    assert argv[argv.index("--listen-client-urls") + 1] == "http://127.0.0.1:2379"
+    assert argv[argv.index("--data-dir") + 1] == "/var/lib/deis/etcd"
+
+
+def test_registry_argv_and_config() -> None:
+    s = Settings(state_dir=Path("/srv/deis"), registry_port=15000)
+    assert services.registry_config_path(s) == Path("/srv/deis/registry/config.yml")
+    assert services.registry_argv(s) == ["docker-registry", "serve", "/srv/deis/registry/config.yml"]
+    assert services.registry_config(s) == (
+        "version: 0.1\n"
+        "log:\n"
+        "  fields:\n"
+        "    service: registry\n"
+        "storage:\n"
+        "  cache:\n"
+        "    blobdescriptor: inmemory\n"
+        "  filesystem:\n"
+        '    rootdirectory: "/srv/deis/registry/data"\n'
+        "  delete:\n"
+        "    enabled: true\n"
+        "http:\n"
+        "  addr: 127.0.0.1:15000\n"
+    )
+
+
+def test_registry_config_quotes_odd_paths() -> None:
+    s = Settings(state_dir=Path('/srv/my "deis": x'))
+    assert '    rootdirectory: "/srv/my \\"deis\\": x/registry/data"\n' in services.registry_config(s)
+
+
+def test_dockerd_argv() -> None:
+    assert services.dockerd_argv(Settings()) == ["dockerd"]
+
+
+def test_stack_image_builders() -> None:
+    root = Path("/var/lib/deis/stack-x/rootfs")
+    assert services.debootstrap_argv(root) == [
+        "debootstrap",
+        "--variant=minbase",
+        "--include=python3,ca-certificates",
+        "bookworm",
+        "/var/lib/deis/stack-x/rootfs",
+    ]
+    assert services.debootstrap_argv(root, "trixie", "http://deb.example/debian")[-2:] == [
+        "/var/lib/deis/stack-x/rootfs",
+        "http://deb.example/debian",
+    ]
+    assert services.tar_argv(root) == ["tar", "-C", "/var/lib/deis/stack-x/rootfs", "-c", "."]
+    assert services.docker_import_argv("deis/stack:bookworm") == [
+        "docker",
+        "import",
+        "-",
+        "deis/stack:bookworm",
+    ]
+
+
+def test_mounts_under() -> None:
+    mountinfo = (
+        "22 1 0:21 / / rw - overlay overlay rw\n"
+        "30 22 0:5 / /proc rw - proc proc rw\n"
+        "41 22 0:40 / /var/lib/deis/stack-a/rootfs/proc rw - proc proc rw\n"
+        "42 22 0:41 / /var/lib/deis/stack-a/rootfs/dev/pts rw - devpts devpts rw\n"
+        "43 22 0:42 / /var/lib/deis/stack-a/rootfs/dev rw - tmpfs nodev rw\n"
+        "44 22 0:43 / /var/lib/deis/stack-ab/rootfs/sys rw - sysfs sysfs rw\n"
+        "45 22 0:44 / /var/lib/deis/stack-a/with\\040space rw - tmpfs t rw\n"
+    )
+    assert services.mounts_under(Path("/var/lib/deis/stack-a"), mountinfo) == [
+        "/var/lib/deis/stack-a/rootfs/dev/pts",
+        "/var/lib/deis/stack-a/rootfs/proc",
+        "/var/lib/deis/stack-a/rootfs/dev",
+        "/var/lib/deis/stack-a/with space",
+    ]
+    assert services.mounts_under(Path("/elsewhere"), mountinfo) == []
+
+
+def test_http_ok_refuses_non_loopback() -> None:
+    with pytest.raises(ValueError):
+        services.http_ok("http://example.com/v2/")
+
+
+def test_http_ok_false_when_nothing_listens() -> None:
+    (port,) = free_ports(1)
+    assert services.http_ok(f"http://127.0.0.1:{port}/v2/", timeout=0.5) is False
+
+
+# -- the shared start/stop path, with harmless processes ----------------------------------------------
+
+
+def test_start_reports_an_early_exit(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path)
+    argv = ["sh", "-c", "echo old run; echo '==> header'; echo cannot bind >&2; exit 3"]
+    svc = services.Service(name="boom", argv=argv, ready=lambda: False)
+    with pytest.raises(ServiceError, match=r"boom exited with status 3 before it was ready: cannot bind"):
+        services.start(svc, s, quiet())
+    assert not services.pidfile(s, "boom").exists()
+
+
+def test_start_reports_a_missing_program(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path)
+    svc = services.Service(name="x", argv=["no-such-program-here"], ready=lambda: False, package="x-pkg")
+    with pytest.raises(ServiceError, match=r"x: no-such-program-here not found \(install the x-pkg package"):
+        services.start(svc, s, quiet())
+
+
+def test_start_times_out_and_stops_what_it_started(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path)
+    svc = services.Service(name="slow", argv=["sleep", "60"], ready=lambda: False, address="127.0.0.1:1")
+    began = time.monotonic()
+    with pytest.raises(ServiceError, match=r"slow was not ready on 127.0.0.1:1 after 0.5 s; stopped it"):
+        services.start(svc, s, quiet(), timeout=0.5)
+    assert time.monotonic() - began < 5
+    assert not services.pidfile(s, "slow").exists()
+    assert services.running_pid(svc, s) is None
+
+
+def test_start_refuses_a_foreign_instance(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path)
+    svc = services.Service(name="etcd", argv=["etcd"], ready=lambda: True, address="127.0.0.1:2379")
+    with pytest.raises(ServiceError, match="something this platform did not start already answers"):
+        services.start(svc, s, quiet())
+
+
+def test_start_uses_a_foreign_shared_instance(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path)
+    svc = services.Service(name="dockerd", argv=["dockerd"], ready=lambda: True, shared=True)
+    assert services.start(svc, s, quiet()) is None
+    assert not services.pidfile(s, "dockerd").exists()
+
+
+def test_stop_never_signals_a_process_that_is_not_ours(tmp_path: Path) -> None:
+    """A pidfile naming some other program (a reused PID) is removed, and that process is left alone."""
+    s = Settings(state_dir=tmp_path)
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        s.run_dir.mkdir(parents=True)
+        services.pidfile(s, "etcd").write_text(f"{other.pid}\n")
+        svc = services.etcd_service(s)
+        assert services.running_pid(svc, s) is None
+        assert services.stop(svc, s, quiet()) is False
+        assert not services.pidfile(s, "etcd").exists()
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_stop_without_pidfile_is_a_no_op(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path / "never")
+    assert services.stop(services.etcd_service(s), s, quiet()) is False
+    assert services.stop_dockerd(s, quiet()) is False
+    assert not s.state_dir.exists()
+
+
+def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path)
+    # Ignores SIGTERM; "ready" as soon as start() has written its pidfile.
+    svc = services.Service(
+        name="stubborn",
+        argv=["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
+        ready=lambda: services.pidfile(s, "stubborn").exists(),
+    )
+    pid = services.start(svc, s, quiet())
+    assert pid is not None and services.running_pid(svc, s) == pid
+    began = time.monotonic()
+    assert services.stop(svc, s, quiet(), grace=0.5) is True
+    assert 0.4 < time.monotonic() - began < 5
+    assert not services._alive(pid)
+    assert not services.pidfile(s, "stubborn").exists()
+
+
+# -- real etcd and registry on loopback ---------------------------------------------------------------
+
+
+@pytest.fixture
+def loopback_settings(tmp_path: Path) -> Iterator[Settings]:
+    for program in ("etcd", "docker-registry"):
+        if shutil.which(program) is None:
+            pytest.skip(f"{program} is not installed (./platform test installs it)")
+    etcd_port, peer_port, registry_port = free_ports(3)
+    s = Settings(
+        state_dir=tmp_path, etcd_port=etcd_port, etcd_peer_port=peer_port, registry_port=registry_port
+    )
+    yield s
+    # Whatever the test did, leave nothing running.
+    for svc in services.services(s):
+        pid = services.running_pid(svc, s)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_etcd_and_registry_start_idempotently_and_stop(loopback_settings: Settings) -> None:
+    s = loopback_settings
+    etcd, registry = services.services(s)
+    assert [etcd.name, registry.name] == ["etcd", "registry"]
+    assert services.status(s)["etcd"] is False
+
+    stream = io.StringIO()
+    out = Output(stream)
+    pids = {}
+    for svc in (etcd, registry):
+        began = time.monotonic()
+        pid = services.start(svc, s, out)
+        assert pid is not None
+        pids[svc.name] = pid
+        assert time.monotonic() - began < svc.ready_timeout
+        assert services.pidfile(s, svc.name).read_text() == f"{pid}\n"
+        assert services.logfile(s, svc.name).exists()
+        assert svc.ready()
+    assert services.registry_config_path(s).read_text() == services.registry_config(s)
+    assert services.http_ok(f"http://127.0.0.1:{s.etcd_port}/v2/keys")
+    assert services.http_ok(f"http://127.0.0.1:{s.registry_port}/v2/")
+
+    # A second start changes nothing.
+    for svc in (etcd, registry):
+        assert services.start(svc, s, out) == pids[svc.name]
+    assert "etcd already running" in stream.getvalue()
+    assert "registry already running" in stream.getvalue()
+
+    st = services.status(s)
+    assert st["etcd"] is True and st["registry"] is True
+    assert set(st) == {"dockerd", "etcd", "registry"}
+
+    for svc in (registry, etcd):
+        assert services.stop(svc, s, out) is True
+        assert not services.pidfile(s, svc.name).exists()
+        assert not services._alive(pids[svc.name])
+        assert not svc.ready()
+    assert services.status(s)["etcd"] is False
+    assert services.status(s)["registry"] is False
+    # Stopping again is a no-op.
+    assert services.stop(etcd, s, out) is False
+
+
+def test_etcd_keeps_its_data_across_restarts(loopback_settings: Settings) -> None:
+    import urllib.parse
+
+    s = loopback_settings
+    etcd = services.etcd_service(s)
+    opener = services._OPENER
+    url = f"http://127.0.0.1:{s.etcd_port}/v2/keys/deis/probe"
+    services.start(etcd, s, quiet())
+    req = services.urllib.request.Request(
+        url, data=urllib.parse.urlencode({"value": "kept"}).encode(), method="PUT"
+    )
+    with opener.open(req, timeout=5) as resp:
+        assert resp.status in (200, 201)
+    services.stop(etcd, s, quiet())
+    services.start(etcd, s, quiet())
+    with opener.open(url, timeout=5) as resp:
+        assert b'"value":"kept"' in resp.read()
+    services.stop(etcd, s, quiet())
+
+
+def test_down_services_stops_etcd_and_registry(loopback_settings: Settings) -> None:
+    s = loopback_settings
+    for svc in services.services(s):
+        services.start(svc, s, quiet())
+    stream = io.StringIO()
+    services.down_services(s, Output(stream))
+    assert "Stopping registry" in stream.getvalue() and "Stopping etcd" in stream.getvalue()
+    assert all(services.running_pid(svc, s) is None for svc in services.services(s))
+    assert not (s.run_dir / "dockerd.pid").exists()
+
+
+# -- docker (the daemon is shared; these only look) -----------------------------------------------------
+
+
+def test_ensure_dockerd_and_stack_image_leave_a_running_setup_alone(tmp_path: Path) -> None:
+    if not services.docker_answers():
+        pytest.skip("no docker daemon answers")
+    s = Settings(state_dir=tmp_path / "state")
+    services.ensure_dockerd(s, quiet())
+    assert not s.state_dir.exists()  # nothing started, nothing written
+    if not services.image_exists(s.stack_image):
+        pytest.skip(f"{s.stack_image} is missing (./platform test builds it)")
+    assert services.ensure_stack_image(s, quiet()) is False
+    assert not s.state_dir.exists()
+
+
+def test_main_status_json(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    code = services.main(["--state-dir", str(tmp_path), "status", "--json"], stream)
+    assert stream.getvalue().startswith("{")
+    assert '"etcd": false' in stream.getvalue()
+    assert code == 3
+
+
+def test_ensure_stack_image_builds_imports_and_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole build path with a stand-in for debootstrap (the real one takes a minute; `up` runs it)."""
+    if not services.docker_answers():
+        pytest.skip("no docker daemon answers")
+    import uuid
+
+    import docker
+
+    image = f"deis-test/stack-{uuid.uuid4().hex[:8]}:t"
+    s = Settings(state_dir=tmp_path / "state", stack_image=image)
+    stale = s.state_dir / f"{services.STACK_TMP_PREFIX}old"
+    (stale / "rootfs").mkdir(parents=True)
+
+    def fake_debootstrap(target: Path, suite: str = "bookworm", mirror: str | None = None) -> list[str]:
+        return ["sh", "-c", 'mkdir -p "$1/etc" && echo stack > "$1/etc/hello"', "sh", str(target)]
+
+    monkeypatch.setattr(services, "debootstrap_argv", fake_debootstrap)
+    stream = io.StringIO()
+    client = docker.from_env()
+    try:
+        assert services.ensure_stack_image(s, Output(stream)) is True
+        assert f"-----> Building the stack image {image}" in stream.getvalue()
+        assert f"-----> Importing it into docker as {image}" in stream.getvalue()
+        assert services.image_exists(image)
+        assert services.ensure_stack_image(s, quiet()) is False  # present: nothing to do
+        assert not list(s.state_dir.glob(f"{services.STACK_TMP_PREFIX}*"))  # temp and stale dirs gone
+        assert "==> tar -C" in services.logfile(s, "stack").read_text()
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(image, force=True)
+        client.close()
+
+
+def test_ensure_stack_image_reports_a_failed_debootstrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not services.docker_answers():
+        pytest.skip("no docker daemon answers")
+    s = Settings(state_dir=tmp_path / "state", stack_image="deis-test/never:t")
+    monkeypatch.setattr(
+        services, "debootstrap_argv", lambda target, *a: ["sh", "-c", "echo E: no mirror >&2; exit 1"]
+    )
+    with pytest.raises(
+        ServiceError, match=r"debootstrap failed with status 1: E: no mirror \(see .*stack.log\)"
+    ):
+        services.ensure_stack_image(s, quiet())
+    assert not list(s.state_dir.glob(f"{services.STACK_TMP_PREFIX}*"))
+    assert not services.image_exists("deis-test/never:t")

@@ -1,0 +1,252 @@
+"""A whole platform on free ports in a temp state dir, driven like a user would: stock git and ssh.
+
+Shared by the end-to-end tests and benchmarks/. dockerd and the stack image are shared with the
+host (made once); etcd, the registry, nginx and the appliance are this harness's own processes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from appliance import services
+from appliance.output import Output
+from appliance.settings import Settings
+from gitserver.admin import appliance_service
+from routerconf import Router
+from scheduler.docker import LABEL_PLATFORM
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ROOT / "tests" / "fixtures" / "apps"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Key:
+    name: str
+    private: Path
+
+    @property
+    def public(self) -> str:
+        return Path(f"{self.private}.pub").read_text()
+
+
+@dataclass
+class Harness:
+    root: Path
+    settings: Settings = field(init=False)
+    out: Output = field(default_factory=lambda: Output(sys.stderr))
+
+    def __post_init__(self) -> None:
+        self.settings = Settings(
+            state_dir=self.root / "state",
+            ssh_host="127.0.0.1",
+            ssh_port=free_port(),
+            http_port=free_port(),
+            etcd_port=free_port(),
+            etcd_peer_port=free_port(),
+            registry_port=free_port(),
+            healthcheck_timeout=10.0,
+            stop_grace=3.0,
+            lock_wait=120.0,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def up(self) -> Harness:
+        self.settings.save()
+        services.up_services(self.settings, self.out)
+        Router(self.settings).start()
+        services.start(appliance_service(self.settings), self.settings, self.out)
+        return self
+
+    def down(self) -> None:
+        try:
+            self.remove_containers()
+        finally:
+            services.stop(appliance_service(self.settings), self.settings, self.out)
+            Router(self.settings).stop()
+            services.down_services(self.settings, self.out)
+            self.remove_images()
+
+    def remove_containers(self) -> None:
+        client = docker.from_env()
+        for c in client.containers.list(
+            all=True, filters={"label": f"{LABEL_PLATFORM}={self.settings.state_dir}"}
+        ):
+            c.remove(force=True)
+
+    def remove_images(self) -> None:
+        client = docker.from_env()
+        for image in client.images.list():
+            for tag in image.tags:
+                if tag.startswith(f"{self.settings.registry}/"):
+                    try:
+                        client.images.remove(tag, force=True)
+                    except docker.errors.APIError:
+                        pass
+
+    # -- users -------------------------------------------------------------------------------
+    def key(self, name: str) -> Key:
+        path = self.root / "keys" / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)], check=True
+            )
+        return Key(name, path)
+
+    def add_user(self, name: str, admin: bool = False) -> Key:
+        key = self.key(name)
+        argv = [
+            sys.executable,
+            "-m",
+            "gitserver.admin",
+            "--state-dir",
+            str(self.settings.state_dir),
+            "keys:add",
+            name,
+        ]
+        subprocess.run(
+            argv + (["--admin"] if admin else []),
+            input=key.public,
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        return key
+
+    def ssh_argv(self, key: Key) -> list[str]:
+        return [
+            "ssh",
+            "-i",
+            str(key.private),
+            "-p",
+            str(self.settings.ssh_port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+        ]
+
+    def ssh(
+        self, key: Key, *command: str, input: str | None = None, timeout: float = 180, tty: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        argv = self.ssh_argv(key) + (["-tt"] if tty else []) + ["git@127.0.0.1", *command]
+        return subprocess.run(
+            argv,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+
+    # -- git ---------------------------------------------------------------------------------
+    def git_env(self, key: Key) -> dict[str, str]:
+        env = dict(os.environ)
+        env["GIT_SSH_COMMAND"] = " ".join(self.ssh_argv(key))
+        env.update(
+            {
+                "GIT_AUTHOR_NAME": "t",
+                "GIT_AUTHOR_EMAIL": "t@t",
+                "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@t",
+            }
+        )
+        return env
+
+    def checkout(self, template: str, app: str) -> Path:
+        """A git work tree of a fixture app, with the platform as its `deis` remote."""
+        work = self.root / "work" / f"{app}-{uuid.uuid4().hex[:6]}"
+        shutil.copytree(APPS / template, work)
+        self.git(work, "init", "-q", "-b", "master")
+        self.git(work, "add", "-A")
+        self.git(work, "commit", "-q", "-m", "initial")
+        self.git(work, "remote", "add", "deis", self.remote(app))
+        return work
+
+    def remote(self, app: str) -> str:
+        return f"ssh://git@127.0.0.1:{self.settings.ssh_port}/{app}.git"
+
+    def git(
+        self, work: Path, *args: str, key: Key | None = None, timeout: float = 300, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        env = (
+            self.git_env(key)
+            if key
+            else {
+                **os.environ,
+                "GIT_AUTHOR_NAME": "t",
+                "GIT_AUTHOR_EMAIL": "t@t",
+                "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@t",
+            }
+        )
+        r = subprocess.run(["git", *args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def push(self, work: Path, key: Key, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return self.git(work, "push", "deis", *(args or ("master",)), key=key, check=check)
+
+    def commit_change(self, work: Path, path: str, content: str) -> None:
+        (work / path).write_text(content)
+        self.git(work, "add", "-A")
+        self.git(work, "commit", "-q", "-m", f"change {path}")
+
+    # -- http --------------------------------------------------------------------------------
+    def get(self, app: str, path: str = "/", timeout: float = 5) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.settings.http_port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Host": f"{app}.{self.settings.domain}"})
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+
+    def wait_for(self, app: str, text: str, timeout: float = 30) -> float:
+        """Poll until the app serves `text`; returns seconds waited."""
+        start = time.monotonic()
+        last: tuple[int, str] | None = None
+        while time.monotonic() - start < timeout:
+            try:
+                last = self.get(app)
+                if last[0] == 200 and text in last[1]:
+                    return time.monotonic() - start
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{app} did not serve {text!r} within {timeout}s; last: {last}")
+
+    def containers(self, app: str) -> list[str]:
+        client = docker.from_env()
+        found = client.containers.list(
+            all=True, filters={"label": [f"{LABEL_PLATFORM}={self.settings.state_dir}", f"io.deis.app={app}"]}
+        )
+        return sorted(c.name for c in found)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"

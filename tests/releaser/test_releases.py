@@ -1,0 +1,38 @@
+import pytest
+
+from appliance.errors import NotFound, ValidationError
+from releaser.releases import Build, Release, apply_config, parse_version
+
+
+def test_parse_version() -> None:
+    assert parse_version("v3") == 3
+    assert parse_version("12") == 12
+    for bad in ("v0", "x", "v-1", ""):
+        with pytest.raises(ValidationError):
+            parse_version(bad)
+
+
+def test_apply_config_keeps_values_exactly() -> None:
+    odd = "a 'b' \"c\" $(d) `e`\nf = ü"
+    assert apply_config({"A": "1"}, {"B": odd}) == {"A": "1", "B": odd}
+    assert apply_config({"A": "1", "B": "2"}, {"A": None}) == {"B": "2"}
+    with pytest.raises(NotFound):
+        apply_config({}, {"A": None})
+    with pytest.raises(ValidationError):
+        apply_config({}, {"1A": "x"})
+
+
+def test_release_json_round_trip() -> None:
+    b = Build(
+        image="r/app:git-1234abcd", kind="dockerfile", sha="1234abcd" * 5, procfile={"web": "run"}, port=8000
+    )
+    r = Release("app", 4, b, {"K": "v"}, "alice deployed 1234abc", "alice", 1.5)
+    assert Release.from_json("app", r.to_json()) == r
+    assert r.label == "v4"
+
+
+def test_default_formation() -> None:
+    assert Build("i", "dockerfile").default_formation() == {"cmd": 1}
+    assert Build("i", "dockerfile", procfile={"web": "a", "worker": "b"}).default_formation() == {"web": 1}
+    assert Build("i", "dockerfile", procfile={"worker": "b"}).default_formation() == {}
+    assert Build("i", "dockerfile", procfile={"worker": "b", "web": "a"}).process_types == ["web", "worker"]

@@ -1,0 +1,62 @@
+from appliance.names import ContainerName
+from scheduler.base import ContainerSpec
+from scheduler.docker import run_kwargs
+from scheduler.health import HealthCheck
+from scheduler.rollout import Deployment, plan
+
+
+def deployment(**kw) -> Deployment:
+    base = dict(
+        app="app",
+        version=3,
+        image="r/app:git-1",
+        procfile={},
+        port=5000,
+        config={"K": "v"},
+        formation={"cmd": 1},
+    )
+    base.update(kw)
+    return Deployment(**base)  # type: ignore[arg-type]
+
+
+def test_plan_for_an_image_command() -> None:
+    (spec,) = plan(deployment())
+    assert spec == ContainerSpec(
+        name=ContainerName("app", 3, "cmd", 1),
+        image="r/app:git-1",
+        command=None,
+        env={"K": "v", "PORT": "5000", "DEIS_APP": "app", "DEIS_RELEASE": "v3", "DYNO": "cmd.1"},
+        port=5000,
+    )
+
+
+def test_plan_for_procfile_types() -> None:
+    specs = plan(
+        deployment(procfile={"web": "serve", "worker": "work"}, formation={"web": 2, "worker": 1, "cmd": 1})
+    )
+    assert [str(s.name) for s in specs] == ["app_v3.web.1", "app_v3.web.2", "app_v3.worker.1"]
+    assert specs[0].command == ["/bin/sh", "-c", "serve"]
+    assert specs[0].port == 5000 and specs[2].port is None  # only web/cmd are routed
+
+
+def test_platform_env_wins_over_config() -> None:
+    (spec,) = plan(deployment(config={"DEIS_APP": "spoof", "PORT": "5000"}))
+    assert spec.env["DEIS_APP"] == "app"
+
+
+def test_run_kwargs_publish_on_loopback_only() -> None:
+    (spec,) = plan(deployment())
+    kw = run_kwargs(spec, "/var/lib/deis", 40000)
+    assert kw["ports"] == {"5000/tcp": ("127.0.0.1", 40000)}
+    assert kw["name"] == "app_v3.cmd.1"
+    assert kw["labels"]["io.deis.platform"] == "/var/lib/deis"
+    assert kw["restart_policy"] == {"Name": "unless-stopped"}
+    assert kw["environment"]["K"] == "v"
+
+
+def test_healthcheck_from_config() -> None:
+    assert HealthCheck.from_config({}, 30) == HealthCheck(None, 30, 0)
+    hc = HealthCheck.from_config(
+        {"HEALTHCHECK_URL": "/health", "HEALTHCHECK_TIMEOUT": "5", "HEALTHCHECK_INITIAL_DELAY": "1.5"}, 30
+    )
+    assert hc == HealthCheck("/health", 5.0, 1.5)
