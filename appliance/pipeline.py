@@ -17,7 +17,7 @@ import builders
 from appliance.errors import DeisError, ValidationError
 from appliance.output import Output
 from appliance.settings import Settings
-from releaser import apps, releases
+from releaser import apps, events, releases
 from releaser.releases import Release
 from releaser.store import Store
 from routerconf import Router
@@ -87,22 +87,28 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     switched = False
     try:
         out.step("Switching the router")
-        p.router.publish(app, rollout.endpoints(instances))
+        publish(p, app, rollout.endpoints(instances))
         switched = True
         releases.record(p.store, release)
     except BaseException:
         if switched:  # give the traffic back to the release that is still running
             old = [i for i in p.backend.instances(app) if i.name.version != release.version]
-            p.router.publish(app, rollout.endpoints(old))
+            publish(p, app, rollout.endpoints(old))
         for inst in instances:
             p.backend.stop(str(inst.name), 0)
         raise
+    events.record(p.store, app, release.by, f"{release.summary}: v{release.version} deployed")
     retired = rollout.retire(p.backend, app, release.version, p.settings.stop_grace)
     if retired:
         out.detail(f"retired {', '.join(retired)}")
     out.step(f"done, {app}:v{release.version} deployed")
     out.detail(p.settings.app_url(app))
     return release
+
+
+def publish(p: Platform, app: str, endpoints: list[str]) -> None:
+    """Point the router at `endpoints`: the one place the pipeline talks to routerconf."""
+    p.router.publish(app, endpoints)
 
 
 def _port(release: Release) -> int:

@@ -210,7 +210,16 @@ class Appliance:
             await asyncio.to_thread(lock.release)
 
     def _git_env(self, app: str, user: str) -> dict[str, str]:
-        keep = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "TMPDIR")
+        keep = (
+            "PATH",
+            "LANG",
+            "LC_ALL",
+            "DOCKER_HOST",
+            "DOCKER_CERT_PATH",
+            "DOCKER_TLS_VERIFY",
+            "TMPDIR",
+            "PYTHONPATH",
+        )
         env = {k: os.environ[k] for k in keep if k in os.environ}
         env.update(self.settings.env())
         env.update(

@@ -77,6 +77,12 @@ class Store:
             except etcd.EtcdAlreadyExist:
                 return False
 
+    def append(self, key: str, value: Any, ttl: int | None = None) -> str:
+        """Add `value` under directory `key` with an etcd in-order key (sorted by creation)."""
+        with _converted(f"append {key}"):
+            r = self.client.write(self._key(key), json.dumps(value), ttl=ttl, append=True)
+            return str(r.key).rsplit("/", 1)[-1]
+
     def swap(self, key: str, value: Any, index: int | None, ttl: int | None = None) -> bool:
         """Write only if the key is still at `index` (None: only if it does not exist)."""
         if index is None:

@@ -65,3 +65,10 @@ class Backend(ABC):
     @abstractmethod
     def logs(self, name: str, tail: int = 20) -> str:
         """The last lines the container wrote (stdout and stderr)."""
+
+    @abstractmethod
+    def run_argv(self, spec: ContainerSpec, *, interactive: bool = False, tty: bool = False) -> list[str]:
+        """The command line that runs `spec` once, attached, removed when it exits.
+
+        Its exit status is the container command's: `run` and a release phase execute it.
+        """

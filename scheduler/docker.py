@@ -50,6 +50,28 @@ def run_kwargs(spec: ContainerSpec, platform: str, host_port: int | None) -> dic
     return kw
 
 
+def run_argv(
+    spec: ContainerSpec, platform: str, *, interactive: bool = False, tty: bool = False
+) -> list[str]:
+    """`docker run --rm` for a one-off container (pure; the caller executes it, attached)."""
+    n = spec.name
+    argv = ["docker", "run", "--rm", "--init", "--name", str(n)]
+    argv += ["--label", f"{LABEL_PLATFORM}={platform}", "--label", f"{LABEL_APP}={n.app}"]
+    argv += ["--label", f"io.deis.version={n.version}", "--label", f"io.deis.type={n.type}"]
+    if interactive:
+        argv.append("-i")
+    if tty:
+        argv.append("-t")
+    if spec.memory:
+        argv += ["--memory", spec.memory]
+    for key, value in spec.env.items():
+        argv += ["-e", f"{key}={value}"]
+    argv.append(spec.image)
+    if spec.command:
+        argv += spec.command
+    return argv
+
+
 def free_port() -> int:
     # A fixed host port (rather than docker's ephemeral pick) survives a container restart unchanged.
     with socket.socket() as s:
@@ -154,6 +176,9 @@ class DockerBackend(Backend):
         except docker.errors.NotFound:
             return False
         return bool(pid) and port_listening(pid, instance.port)
+
+    def run_argv(self, spec: ContainerSpec, *, interactive: bool = False, tty: bool = False) -> list[str]:
+        return run_argv(spec, self.platform, interactive=interactive, tty=tty)
 
     def logs(self, name: str, tail: int = 20) -> str:
         try:

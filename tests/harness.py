@@ -28,6 +28,8 @@ from scheduler.docker import LABEL_PLATFORM
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "fixtures" / "apps"
+# The appliance and the git hook it starts import this checkout, not whatever is installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
 
 def free_port() -> int:
