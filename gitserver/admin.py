@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import socket
 import sys
+import time
 from collections.abc import Sequence
 
 from appliance import services
@@ -60,6 +61,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     settings.save()
     out.step(f"Bringing the platform up (state in {settings.state_dir})")
     services.up_services(settings, out)
+    seed_registry(settings, out)
     out.step(f"Starting the router (nginx) on port {settings.http_port}")
     Router(settings).start()
     out.step(f"Starting the appliance (SSH) on port {settings.ssh_port}")
@@ -76,6 +78,14 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.detail(f"commands:        ssh -p {port} git@HOST help")
     out.detail(f"apps answer at:  {settings.app_url('APP')}")
     return 0
+
+
+def seed_registry(settings: Settings, out: Output) -> None:
+    from builders import docker_client, dockerfile
+
+    started = time.monotonic()
+    if dockerfile.seed_registry(docker_client(), settings.stack_image, settings.registry):
+        out.step(f"Seeded the registry with {settings.stack_image} ({time.monotonic() - started:.1f}s)")
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace, out: Output) -> int:

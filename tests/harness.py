@@ -22,7 +22,7 @@ import docker
 from appliance import services
 from appliance.output import Output
 from appliance.settings import Settings
-from gitserver.admin import appliance_service
+from gitserver.admin import appliance_service, seed_registry
 from routerconf import Router
 from scheduler.docker import LABEL_PLATFORM
 
@@ -72,6 +72,7 @@ class Harness:
     def up(self) -> Harness:
         self.settings.save()
         services.up_services(self.settings, self.out)
+        seed_registry(self.settings, self.out)
         Router(self.settings).start()
         services.start(appliance_service(self.settings), self.settings, self.out)
         return self

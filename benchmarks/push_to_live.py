@@ -1,0 +1,141 @@
+"""Seconds from `git push` to the new content served through the router, cold and warm, beside the
+irreducible parts measured in the same run: a cached `docker build` of the same tree, one container
+start to healthy, one router publish (render, nginx -t, graceful reload).
+
+    python benchmarks/push_to_live.py [--warm-runs 5]
+
+Target: warm push-to-live <= 3 s and <= 2.5 x the sum of the parts. Starts its own platform on free
+ports (tests.harness) and removes everything it made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import docker  # noqa: E402
+
+from tests.harness import Harness, unique  # noqa: E402
+
+
+def push_to_live(h: Harness, work: Path, key, app: str, expected: str) -> tuple[float, float]:
+    """(seconds until served, seconds until the push command returned)."""
+    served: list[float] = []
+    start = time.monotonic()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                status, body = h.get(app, timeout=2)
+                if status == 200 and body.strip() == expected:
+                    served.append(time.monotonic() - start)
+                    return
+            except OSError:
+                pass
+            time.sleep(0.01)
+
+    t = threading.Thread(target=poll)
+    t.start()
+    r = h.push(work, key)
+    pushed = time.monotonic() - start
+    t.join(timeout=30)
+    stop.set()
+    if r.returncode != 0 or not served:
+        raise SystemExit(f"push failed or content never served:\n{r.stderr}")
+    return served[0], pushed
+
+
+def cached_build(tree: Path, tag: str) -> float:
+    client = docker.from_env()
+    argv = ["git", "archive", "--format=tar", "HEAD"]
+    tar = subprocess.run(argv, cwd=tree, capture_output=True, check=True)
+    context = tar.stdout
+    client.images.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True)  # warm the cache
+    start = time.monotonic()
+    client.images.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True)
+    return time.monotonic() - start
+
+
+def container_to_healthy(image: str) -> float:
+    from scheduler.docker import port_listening
+
+    client = docker.from_env()
+    start = time.monotonic()
+    c = client.containers.run(image, detach=True, environment={"PORT": "5000"}, init=True)
+    try:
+        while True:
+            c.reload()
+            pid = c.attrs["State"]["Pid"]
+            if pid and port_listening(pid, 5000):
+                return time.monotonic() - start
+            if time.monotonic() - start > 30:
+                raise SystemExit("the container never listened")
+            time.sleep(0.01)
+    finally:
+        c.remove(force=True)
+
+
+def router_publish(h: Harness, app: str) -> float:
+    from routerconf import Router
+
+    router = Router(h.settings)
+    endpoints = ["127.0.0.1:1"]
+    times = []
+    for _ in range(5):
+        start = time.monotonic()
+        router.publish(f"{app}-bench", endpoints)
+        times.append(time.monotonic() - start)
+    router.remove(f"{app}-bench")
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--warm-runs", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="deis-bench-") as tmp:
+        h = Harness(Path(tmp))
+        h.up()
+        try:
+            key = h.add_user("bench", admin=True)
+            app = unique("bench")
+            work = h.checkout("hello", app)
+            cold_served, cold_pushed = push_to_live(h, work, key, app, "hello from v1")
+            warm = []
+            for i in range(args.warm_runs):
+                h.commit_change(work, "message.txt", f"warm {i}\n")
+                warm.append(push_to_live(h, work, key, app, f"warm {i}"))
+            build = cached_build(work, f"{h.settings.registry}/{app}:bench")
+            start = container_to_healthy(f"{h.settings.registry}/{app}:bench")
+            reload = router_publish(h, app)
+        finally:
+            h.down()
+    parts = build + start + reload
+    warm_served = statistics.median(w[0] for w in warm)
+    warm_pushed = statistics.median(w[1] for w in warm)
+    print(f"{'measure':44} {'seconds':>8}")
+    print(f"{'cold push -> served (first push, new app)':44} {cold_served:8.2f}")
+    print(f"{'cold push command returned':44} {cold_pushed:8.2f}")
+    label = f"warm push -> served (median of {len(warm)})"
+    print(f"{label:44} {warm_served:8.2f}")
+    print(f"{'warm push command returned (median)':44} {warm_pushed:8.2f}")
+    print(f"{'  cached docker build of the same tree':44} {build:8.2f}")
+    print(f"{'  one container start to healthy':44} {start:8.2f}")
+    print(f"{'  one router publish (nginx -t + reload)':44} {reload:8.2f}")
+    print(f"{'  sum of the irreducible parts':44} {parts:8.2f}")
+    print(f"{'warm / parts (target <= 2.5)':44} {warm_served / parts:8.2f}")
+    print(f"{'warm target <= 3 s':44} {'met' if warm_served <= 3 else 'MISSED':>8}")
+
+
+if __name__ == "__main__":
+    main()
