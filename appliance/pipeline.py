@@ -18,7 +18,7 @@ from appliance.errors import DeisError, ValidationError
 from appliance.output import Output
 from appliance.settings import Settings
 from releaser import apps, events, releases
-from releaser.releases import Release
+from releaser.releases import Build, Release
 from releaser.store import Store
 from routerconf import Router
 from scheduler import rollout
@@ -68,20 +68,10 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
         releases.record(p.store, release)
         out.step(f"{app}:v{release.version} recorded; it runs once code is pushed")
         return release
-    formation = apps.get_formation(p.store, app)
-    if not formation:
-        formation = build.default_formation()
+    deployment = deployment_for(p, release)
+    formation = deployment.formation
+    if formation != apps.get_formation(p.store, app):
         apps.set_formation(p.store, app, formation)
-    deployment = rollout.Deployment(
-        app=app,
-        version=release.version,
-        image=build.image,
-        procfile=build.procfile,
-        port=_port(release),
-        config=release.config,
-        formation=formation,
-        health=HealthCheck.from_config(release.config, p.settings.healthcheck_timeout),
-    )
     out.step(f"Launching {app}:v{release.version} ({_describe(formation)})")
     instances = rollout.launch(p.backend, deployment, out.detail)
     switched = False
@@ -106,9 +96,44 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     return release
 
 
+def deployment_for(p: Platform, release: Release) -> rollout.Deployment:
+    """What the scheduler runs for `release` at the app's current formation."""
+    build = release.build
+    assert build is not None
+    return rollout.Deployment(
+        app=release.app,
+        version=release.version,
+        image=build.image,
+        procfile=build.procfile,
+        port=_port(release),
+        config=release.config,
+        formation=formation_for(build, apps.get_formation(p.store, release.app)),
+        health=HealthCheck.from_config(
+            release.config,
+            p.settings.healthcheck_timeout,
+            build.healthchecks.get("web") or build.healthchecks.get("cmd"),
+        ),
+    )
+
+
+def formation_for(build: Build, stored: dict[str, int]) -> dict[str, int]:
+    """The stored scale, less the types this build no longer declares; the build's default if none is left."""
+    kept = {t: n for t, n in stored.items() if t in build.process_types}
+    return kept or build.default_formation()
+
+
 def publish(p: Platform, app: str, endpoints: list[str]) -> None:
-    """Point the router at `endpoints`: the one place the pipeline talks to routerconf."""
+    """Point the router at `endpoints`: the one place the pipeline talks to routerconf.
+
+    The endpoints are recorded too, so the reconciler knows what the router was last told.
+    """
     p.router.publish(app, endpoints)
+    p.store.put(f"apps/{app}/routes", sorted(endpoints))
+
+
+def published(p: Platform, app: str) -> list[str] | None:
+    routes = p.store.get(f"apps/{app}/routes")
+    return None if routes is None else [str(r) for r in routes]
 
 
 def _port(release: Release) -> int:

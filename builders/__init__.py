@@ -6,8 +6,10 @@ knows nothing about releases beyond that record, nor about routing.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -36,6 +38,9 @@ def build(settings: Settings, app: str, repo: Path, sha: str, by: str, out: Outp
     files = source.top_level_files(repo, sha)
     procfile_text = source.read_file(repo, sha, "Procfile") if "Procfile" in files else None
     procfile = source.parse_procfile(procfile_text) if procfile_text else {}
+    healthchecks = app_json_healthchecks(
+        source.read_file(repo, sha, "app.json") if "app.json" in files else None
+    )
     if "Dockerfile" not in files:
         raise BuildError(
             "no Dockerfile at the top of the pushed tree: add one (for example FROM "
@@ -53,5 +58,28 @@ def build(settings: Settings, app: str, repo: Path, sha: str, by: str, out: Outp
     if procfile:
         out.detail(f"Procfile declares types -> {', '.join(sorted(procfile))}")
     return Build(
-        image=tag, kind="dockerfile", sha=sha, procfile=procfile, port=port, created=time.time(), by=by
+        image=tag,
+        kind="dockerfile",
+        sha=sha,
+        procfile=procfile,
+        port=port,
+        created=time.time(),
+        by=by,
+        healthchecks=healthchecks,
     )
+
+
+def app_json_healthchecks(text: str | None) -> dict[str, list[dict[str, Any]]]:
+    """app.json's `healthchecks` ({"web": [{"path": "/health", ...}]}), checked for shape."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise BuildError(f"app.json is not valid JSON: {exc}") from exc
+    checks = data.get("healthchecks", {}) if isinstance(data, dict) else None
+    if not isinstance(checks, dict) or not all(
+        isinstance(v, list) and all(isinstance(e, dict) for e in v) for v in checks.values()
+    ):
+        raise BuildError('app.json "healthchecks" must map process types to lists of checks')
+    return checks

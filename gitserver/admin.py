@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import socket
 import sys
 import time
@@ -107,9 +108,15 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Output) -> int
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    from appliance import pipeline, reconciler
     from gitserver.server import serve
 
-    asyncio.run(serve(settings))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = reconciler.start_thread(pipeline.Platform.from_settings(settings))
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        stop.set()
     return 0
 
 

@@ -14,7 +14,7 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import asyncssh
 
@@ -113,8 +113,8 @@ class Appliance:
 
     async def handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         loop = asyncio.get_running_loop()
-        stdout = _ChannelText(loop, process.stdout.write)
-        stderr = _ChannelText(loop, process.stderr.write)
+        stdout = cast(IO[str], _ChannelText(loop, process.stdout.write))
+        stderr = cast(IO[str], _ChannelText(loop, process.stderr.write))
         code = 1
         try:
             user = await asyncio.to_thread(self._user, process.get_extra_info("deis_user"))
@@ -144,15 +144,19 @@ class Appliance:
             raise DeisError("your key is no longer registered")
         return user
 
-    def _context(self, user: apps.User, stream: io.TextIOBase, **kw: Any) -> commands.Context:
-        return commands.Context(self.settings, self.store, user, stream, **kw)  # type: ignore[arg-type]
+    def _context(
+        self, process: asyncssh.SSHServerProcess[bytes], user: apps.User, stream: IO[str], **kw: Any
+    ) -> commands.Context:
+        # The one thing taken from the client's environment: a preference, never identity.
+        no_wait = str(process.env.get("DEIS_NO_WAIT", "")).lower() in ("1", "true", "yes")
+        return commands.Context(self.settings, self.store, user, stream, no_wait=no_wait, **kw)
 
     async def command(
         self,
         process: asyncssh.SSHServerProcess[bytes],
         user: apps.User,
         argv: list[str],
-        stdout: io.TextIOBase,
+        stdout: IO[str],
     ) -> int:
         argv, as_json = cli.extract_json_flag(argv)
         cmd, args = cli.Registry.parse(commands.registry, argv)
@@ -160,7 +164,7 @@ class Appliance:
         if cmd.stdin:
             stdin = await self._read_all(process)
         ctx = self._context(
-            user, stdout, stdin=stdin, tty=process.get_terminal_type() is not None, json=as_json
+            process, user, stdout, stdin=stdin, tty=process.get_terminal_type() is not None, json=as_json
         )
         result = await asyncio.to_thread(cmd.func, ctx, args)
         return int(result or 0)
@@ -182,14 +186,14 @@ class Appliance:
         user: apps.User,
         verb: str,
         args: list[str],
-        stderr: io.TextIOBase,
+        stderr: IO[str],
     ) -> int:
         if len(args) != 1:
             raise UsageError(f"git-{verb} takes one repository path")
         from appliance.names import app_from_repo_path
 
         app_name = app_from_repo_path(args[0])
-        ctx = self._context(user, stderr)
+        ctx = self._context(process, user, stderr)
         if verb == "receive-pack":
             app = await asyncio.to_thread(commands.authorize_push, ctx, app_name)
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.names import check_config_key, check_config_value
@@ -28,6 +29,8 @@ class Build:
     port: int = 5000  # what the app listens on ($PORT)
     created: float = 0.0
     by: str = ""
+    # app.json `healthchecks` (Dokku's format), by process type
+    healthchecks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def process_types(self) -> list[str]:

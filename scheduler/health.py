@@ -1,16 +1,21 @@
-"""Health checks (Deis v1's config vars): a new container is routed only once it passes.
+"""Health checks: a new container is routed only once it passes.
 
-Without HEALTHCHECK_URL the check is that the container accepts TCP connections on $PORT; with it,
-GET that path must answer 200. The check starts after HEALTHCHECK_INITIAL_DELAY seconds and must
-pass within HEALTHCHECK_TIMEOUT seconds (the platform default if unset). A container that exits
-fails at once.
+Sources, weakest first: the platform default (a TCP connect to $PORT within the platform's timeout);
+app.json `healthchecks.web` (Dokku's format: path, content, attempts, timeout, wait, initialDelay); the
+app's config vars (Deis v1): HEALTHCHECK_URL, HEALTHCHECK_TIMEOUT (seconds to become healthy),
+HEALTHCHECK_INITIAL_DELAY, plus HEALTHCHECK_INTERVAL (seconds between probes) and HEALTHCHECK_ATTEMPTS
+(probes before giving up). A container that exits fails at once.
+
+TCP checks look inside the container's network namespace (Backend.listening): through docker-proxy a
+connect always succeeds, listening or not.
 """
 
 from __future__ import annotations
 
 import http.client
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from appliance.errors import HealthCheckFailed, ValidationError
 from scheduler.base import Backend, Instance
@@ -19,16 +24,27 @@ from scheduler.base import Backend, Instance
 @dataclass(frozen=True)
 class HealthCheck:
     url: str | None = None
-    timeout: float = 30.0
+    timeout: float = 30.0  # seconds the container has to become healthy
     initial_delay: float = 0.0
-    interval: float = 0.1
+    interval: float = 0.05  # between probes
+    attempts: int | None = None  # probes before giving up (None: until `timeout`)
+    probe_timeout: float = 5.0  # one HTTP probe
+    content: str | None = None  # the body must contain this
 
     @classmethod
-    def from_config(cls, config: dict[str, str], default_timeout: float) -> HealthCheck:
-        def number(key: str, default: float) -> float:
+    def from_config(
+        cls, config: dict[str, str], default_timeout: float, app_json: list[dict[str, Any]] | None = None
+    ) -> HealthCheck:
+        check = cls(timeout=default_timeout)
+        for entry in app_json or []:
+            if entry.get("type", "startup") == "startup":
+                check = _from_app_json(check, entry)
+                break
+
+        def number(key: str, current: float) -> float:
             raw = config.get(key)
             if raw is None or raw == "":
-                return default
+                return current
             try:
                 value = float(raw)
             except ValueError as exc:
@@ -37,31 +53,76 @@ class HealthCheck:
                 raise ValidationError(f"{key} must not be negative")
             return value
 
-        url = config.get("HEALTHCHECK_URL") or None
+        url = config.get("HEALTHCHECK_URL") or check.url
         if url is not None and not url.startswith("/"):
             raise ValidationError(f"HEALTHCHECK_URL must be a path starting with '/', not {url!r}")
-        return cls(
+        attempts = number("HEALTHCHECK_ATTEMPTS", float(check.attempts or 0))
+        return replace(
+            check,
             url=url,
-            timeout=number("HEALTHCHECK_TIMEOUT", default_timeout),
-            initial_delay=number("HEALTHCHECK_INITIAL_DELAY", 0.0),
+            timeout=number("HEALTHCHECK_TIMEOUT", check.timeout),
+            initial_delay=number("HEALTHCHECK_INITIAL_DELAY", check.initial_delay),
+            interval=number("HEALTHCHECK_INTERVAL", check.interval),
+            attempts=int(attempts) or None,
         )
 
     def describe(self) -> str:
-        return f"GET {self.url} answers 200" if self.url else "accepts TCP connections on $PORT"
+        if not self.url:
+            return "accepts TCP connections on $PORT"
+        return f"GET {self.url} answers 200" + (f" containing {self.content!r}" if self.content else "")
 
 
-def _http_status(endpoint: str, path: str, timeout: float) -> str:
+def _from_app_json(check: HealthCheck, entry: dict[str, Any]) -> HealthCheck:
+    """Dokku's app.json check: `attempts` probes, `wait` apart, each within `timeout`."""
+    try:
+        path = entry.get("path")
+        attempts = int(entry.get("attempts", 5))
+        probe_timeout = float(entry.get("timeout", 5))
+        wait = float(entry.get("wait", 1))
+        delay = float(entry.get("initialDelay", 0))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"app.json healthchecks: {exc}") from exc
+    if path is not None and not str(path).startswith("/"):
+        raise ValidationError(f"app.json healthchecks: path must start with '/', not {path!r}")
+    return replace(
+        check,
+        url=str(path) if path else None,
+        attempts=attempts,
+        probe_timeout=probe_timeout,
+        interval=wait,
+        initial_delay=delay,
+        timeout=attempts * (probe_timeout + wait),
+        content=str(entry["content"]) if entry.get("content") else None,
+    )
+
+
+def _http(endpoint: str, path: str, timeout: float) -> tuple[str, str]:
     host, port = endpoint.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         conn.request("GET", path, headers={"User-Agent": "deis-healthcheck"})
         resp = conn.getresponse()
-        resp.read(65536)
-        return str(resp.status)
+        return str(resp.status), resp.read(65536).decode("utf-8", "replace")
     except (OSError, http.client.HTTPException) as exc:
-        return type(exc).__name__
+        return type(exc).__name__, ""
     finally:
         conn.close()
+
+
+def probe(backend: Backend, instance: Instance, check: HealthCheck) -> tuple[bool, str]:
+    """One probe of a running container: (passed, what came back)."""
+    if not instance.running or not instance.endpoint:
+        return False, f"container {instance.state}"
+    if check.url is None:
+        if backend.listening(instance):
+            return True, "listening"
+        return False, "nothing listening on $PORT"
+    status, body = _http(instance.endpoint, check.url, check.probe_timeout)
+    if status != "200":
+        return False, f"got {status}"
+    if check.content and check.content not in body:
+        return False, f"200 without {check.content!r}"
+    return True, "200"
 
 
 def wait_healthy(backend: Backend, instance: Instance, check: HealthCheck) -> None:
@@ -69,7 +130,7 @@ def wait_healthy(backend: Backend, instance: Instance, check: HealthCheck) -> No
     if check.initial_delay:
         time.sleep(check.initial_delay)
     deadline = time.monotonic() + check.timeout
-    last = "no answer yet"
+    last, tries = "no answer yet", 0
     while True:
         current = backend.inspect(str(instance.name))
         if current is None or current.state in ("exited", "dead") or current.restarts:
@@ -78,22 +139,16 @@ def wait_healthy(backend: Backend, instance: Instance, check: HealthCheck) -> No
             raise HealthCheckFailed(
                 _failure(backend, instance, f"the container {state} before it was healthy")
             )
-        if current.running and current.endpoint:
-            if check.url is None:
-                if backend.listening(current):
-                    return
-                last = "nothing listening on $PORT"
-            else:
-                last = _http_status(current.endpoint, check.url, timeout=max(0.5, min(5.0, check.timeout)))
-                if last == "200":
-                    return
-                last = f"got {last}"
-        if time.monotonic() >= deadline:
-            raise HealthCheckFailed(
-                _failure(
-                    backend, instance, f"not healthy after {check.timeout:g}s: {check.describe()} ({last})"
-                )
-            )
+        if current.running:
+            tries += 1
+            ok, last = probe(backend, current, check)
+            if ok:
+                return
+        out_of_tries = check.attempts is not None and tries >= check.attempts
+        if time.monotonic() >= deadline or out_of_tries:
+            spent = f"{tries} attempts" if out_of_tries else f"{check.timeout:g}s"
+            why = f"not healthy after {spent}: {check.describe()} ({last})"
+            raise HealthCheckFailed(_failure(backend, instance, why))
         time.sleep(check.interval)
 
 

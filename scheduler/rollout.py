@@ -68,6 +68,9 @@ def launch(backend: Backend, d: Deployment, note: Callable[[str], None]) -> list
     """
     specs = plan(d)
     started: list[Instance] = []
+    for leftover in backend.instances(d.app):
+        if leftover.name.version == d.version:  # from an attempt at this release that died mid-way
+            backend.stop(str(leftover.name), 0)
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(specs)))) as pool:
             for inst in pool.map(backend.start, specs):

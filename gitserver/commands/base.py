@@ -43,6 +43,7 @@ class Context:
     stdin: bytes = b""
     tty: bool = False
     json: bool = False
+    no_wait: bool = False  # the client asked (SetEnv DEIS_NO_WAIT=1) to fail at once if the app is busy
     _platform: pipeline.Platform | None = field(default=None, repr=False)
 
     @property
@@ -103,7 +104,7 @@ class Context:
         """The app's deploy lock, taken; a second caller sees who holds it and waits within a bound."""
         lock = AppLock(self.store, app, owner=self.user.name)
         lock.acquire(
-            self.settings.lock_wait,
+            0 if self.no_wait else self.settings.lock_wait,
             on_wait=lambda h: self.out.step(
                 f"waiting for {h.get('owner', 'someone')} to finish with {app}..."
             ),

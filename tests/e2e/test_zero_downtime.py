@@ -1,0 +1,143 @@
+"""Zero downtime under load, self-healing, and deploy safety (real docker, nginx, etcd; stock git/ssh)."""
+
+from __future__ import annotations
+
+import time
+
+import docker
+import pytest
+
+from appliance import services
+from gitserver.admin import appliance_service
+from releaser.store import Store
+from tests.harness import Harness, Key, unique
+from tests.load import Load
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def app(platform: Harness, admin: Key):
+    name = unique("zdt")
+    work = platform.checkout("hello", name)
+    r = platform.push(work, admin)
+    assert r.returncode == 0, r.stderr
+    return name, work
+
+
+def load(platform: Harness, name: str) -> Load:
+    return Load(platform.settings.http_port, f"{name}.{platform.settings.domain}", workers=3)
+
+
+def test_push_under_load_drops_nothing(platform: Harness, admin: Key, app) -> None:
+    name, work = app
+    platform.commit_change(work, "message.txt", "pushed under load\n")
+    with load(platform, name) as traffic:
+        time.sleep(0.5)
+        r = platform.push(work, admin)
+        time.sleep(1.0)
+    assert r.returncode == 0, r.stderr
+    res = traffic.result
+    assert res.failed == 0, res.summary()
+    assert res.sent > 50, res.summary()
+    assert "pushed under load" in res.bodies  # the switch happened during the load
+
+
+def test_config_set_under_load_drops_nothing(platform: Harness, admin: Key, app) -> None:
+    name, _ = app
+    with load(platform, name) as traffic:
+        time.sleep(0.5)
+        r = platform.ssh(admin, "config:set", "--app", name, "GREETING=hi")
+        time.sleep(1.0)
+    assert r.returncode == 0, r.stderr
+    assert traffic.result.failed == 0, traffic.result.summary()
+    assert any(b.endswith(" hi") for b in traffic.result.bodies)
+
+
+def test_failed_deploy_under_load_drops_nothing(platform: Harness, admin: Key, app) -> None:
+    name, work = app
+    (work / "Dockerfile").write_text('FROM deis/stack:bookworm\nCMD ["python3", "-c", "exit(3)"]\n')
+    platform.git(work, "commit", "-qam", "crashes")
+    with load(platform, name) as traffic:
+        time.sleep(0.5)
+        r = platform.push(work, admin)
+        time.sleep(0.5)
+    platform.git(work, "reset", "-q", "--hard", "HEAD~1")
+    assert r.returncode != 0
+    assert traffic.result.failed == 0, traffic.result.summary()
+    assert traffic.result.sent > 20
+
+
+def container(platform: Harness, name: str):
+    client = docker.from_env()
+    (c,) = [client.containers.get(n) for n in platform.containers(name)]
+    return c
+
+
+def wait_serving(platform: Harness, name: str, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if platform.get(name, timeout=1)[0] == 200:
+                return time.monotonic() - start
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{name} not serving again within {timeout}s")
+
+
+def test_killed_container_serves_again_within_5s(platform: Harness, app) -> None:
+    name, _ = app
+    c = container(platform, name)
+    c.kill(signal="SIGKILL")
+    assert wait_serving(platform, name, 5) < 5
+    assert platform.containers(name) == [c.name]
+
+
+def test_removed_container_is_replaced_within_5s(platform: Harness, app) -> None:
+    name, _ = app
+    c = container(platform, name)
+    c.remove(force=True)
+    took = wait_serving(platform, name, 10)
+    assert took < 5, took
+    assert platform.containers(name) == [c.name]
+    assert container(platform, name).id != c.id
+
+
+def test_appliance_restart_never_interrupts_serving_apps(platform: Harness, app) -> None:
+    name, _ = app
+    service = appliance_service(platform.settings)
+    with load(platform, name) as traffic:
+        time.sleep(0.3)
+        services.stop(service, platform.settings, platform.out)
+        time.sleep(0.5)
+        services.start(service, platform.settings, platform.out)
+        time.sleep(0.5)
+    assert traffic.result.failed == 0, traffic.result.summary()
+
+
+def test_stale_lock_of_a_crashed_deploy_expires(platform: Harness, admin: Key, app) -> None:
+    name, work = app
+    store = Store(platform.settings.etcd_url)
+    # What a deploy that died without releasing leaves behind: a lock that nobody renews.
+    assert store.create(f"locks/{name}", {"owner": "crashed", "token": "x", "since": time.time()}, ttl=3)
+    platform.commit_change(work, "message.txt", "after the stale lock\n")
+    began = time.monotonic()
+    r = platform.push(work, admin)
+    assert r.returncode == 0, r.stderr
+    assert "waiting for crashed to finish" in r.stderr
+    assert time.monotonic() - began >= 2
+    assert platform.get(name)[1].startswith("after the stale lock")
+
+
+def test_push_fails_at_once_when_asked_not_to_wait(platform: Harness, admin: Key, app) -> None:
+    name, work = app
+    store = Store(platform.settings.etcd_url)
+    assert store.create(f"locks/{name}", {"owner": "bob", "token": "y", "since": time.time()}, ttl=30)
+    try:
+        env_cmd = platform.git_env(admin)["GIT_SSH_COMMAND"] + " -o SetEnv=DEIS_NO_WAIT=1"
+        r = platform.git(work, "-c", f"core.sshCommand={env_cmd}", "push", "deis", "master", check=False)
+        assert r.returncode != 0
+        assert "is busy: bob has been deploying it" in r.stderr
+    finally:
+        store.delete(f"locks/{name}")
