@@ -91,9 +91,16 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     retired = rollout.retire(p.backend, app, release.version, p.settings.stop_grace)
     if retired:
         out.detail(f"retired {', '.join(retired)}")
+    collect_garbage(p, app)
     out.step(f"done, {app}:v{release.version} deployed")
     out.detail(p.settings.app_url(app))
     return release
+
+
+def collect_garbage(p: Platform, app: str) -> None:
+    """Keep the images of the app's last `keep_images` releases on the host."""
+    recent = releases.list_releases(p.store, app)[: p.settings.keep_images]
+    builders.collect_garbage(p.settings, app, {r.build.image for r in recent if r.build})
 
 
 def deployment_for(p: Platform, release: Release) -> rollout.Deployment:

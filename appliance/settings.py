@@ -28,6 +28,7 @@ _ENV = {
     "healthcheck_timeout": "DEIS_HEALTHCHECK_TIMEOUT",
     "stop_grace": "DEIS_STOP_GRACE",
     "lock_wait": "DEIS_LOCK_WAIT",
+    "keep_images": "DEIS_KEEP_IMAGES",
 }
 
 
@@ -48,6 +49,8 @@ class Settings:
     stop_grace: float = 10.0
     # Seconds a second deploy of one app waits for the first before giving up.
     lock_wait: float = 600.0
+    # Release images kept on the host per app; older ones stay in the registry.
+    keep_images: int = 5
 
     # -- derived -----------------------------------------------------------------------------
     @property

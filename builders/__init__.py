@@ -49,7 +49,7 @@ def build(settings: Settings, app: str, repo: Path, sha: str, by: str, out: Outp
     tag = image_name(settings, app, sha)
     client = docker_client()
     out.step("Building Docker image (Dockerfile)")
-    dockerfile.build_image(client, source.archive(repo, sha), tag, out.detail)
+    dockerfile.build_image(client, source.archive(repo, sha), tag, out.detail, str(settings.state_dir))
     port = dockerfile.exposed_port(client, tag) or DEFAULT_PORT
     out.step(f"Pushing image to {settings.registry}")
     started = time.monotonic()
@@ -83,3 +83,24 @@ def app_json_healthchecks(text: str | None) -> dict[str, list[dict[str, Any]]]:
     ):
         raise BuildError('app.json "healthchecks" must map process types to lists of checks')
     return checks
+
+
+def collect_garbage(settings: Settings, app: str, keep: set[str]) -> list[str]:
+    """Remove the app's local images not in `keep` (the registry keeps every one: an old release
+    is pulled again on rollback) and this platform's dangling build images. Returns what went."""
+    client = docker_client()
+    removed = []
+    repo = f"{settings.registry}/{app}"
+    for image in client.images.list(name=repo):
+        for tag in image.tags:
+            if tag.startswith(f"{repo}:") and tag not in keep:
+                try:
+                    client.images.remove(tag)
+                    removed.append(tag)
+                except docker.errors.APIError:
+                    pass  # still used by a container: next time
+    try:
+        client.images.prune(filters={"dangling": True, "label": f"io.deis.platform={settings.state_dir}"})
+    except docker.errors.APIError:
+        pass  # another prune is running
+    return removed

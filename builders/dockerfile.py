@@ -12,10 +12,12 @@ import docker.errors
 from appliance.errors import BuildError, ServiceError
 
 
-def build_kwargs(tag: str) -> dict[str, Any]:
+def build_kwargs(tag: str, platform: str = "") -> dict[str, Any]:
     """Arguments of the engine's build call: pure, so tests compare them exactly."""
     return {
         "tag": tag,
+        # Marks what this platform built, so garbage collection prunes only its own dangling images.
+        "labels": {"io.deis.platform": platform},
         "custom_context": True,
         "encoding": None,
         "rm": True,
@@ -45,9 +47,11 @@ def stream_lines(chunks: Iterable[dict[str, Any]], emit: Callable[[str], None]) 
         emit(pending.rstrip())
 
 
-def build_image(client: docker.DockerClient, context: bytes, tag: str, emit: Callable[[str], None]) -> None:
+def build_image(
+    client: docker.DockerClient, context: bytes, tag: str, emit: Callable[[str], None], platform: str = ""
+) -> None:
     try:
-        chunks = client.api.build(fileobj=io.BytesIO(context), **build_kwargs(tag))
+        chunks = client.api.build(fileobj=io.BytesIO(context), **build_kwargs(tag, platform))
         stream_lines(chunks, emit)
     except docker.errors.APIError as exc:
         raise BuildError(f"docker build failed: {exc.explanation or exc}") from exc

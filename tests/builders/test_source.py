@@ -20,8 +20,9 @@ def test_bad_procfile_lines(text: str) -> None:
 
 
 def test_build_kwargs() -> None:
-    assert build_kwargs("127.0.0.1:5000/app:git-abc") == {
+    assert build_kwargs("127.0.0.1:5000/app:git-abc", "/var/lib/deis") == {
         "tag": "127.0.0.1:5000/app:git-abc",
+        "labels": {"io.deis.platform": "/var/lib/deis"},
         "custom_context": True,
         "encoding": None,
         "rm": True,

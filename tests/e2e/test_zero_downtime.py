@@ -141,3 +141,25 @@ def test_push_fails_at_once_when_asked_not_to_wait(platform: Harness, admin: Key
         assert "is busy: bob has been deploying it" in r.stderr
     finally:
         store.delete(f"locks/{name}")
+
+
+def test_old_release_images_are_collected_and_rollback_images_stay_in_the_registry(
+    platform: Harness, admin: Key
+) -> None:
+    name = unique("gc")
+    work = platform.checkout("hello", name)
+    tags = []
+    for i in range(platform.settings.keep_images + 2):
+        platform.commit_change(work, "message.txt", f"gc {i}\n")
+        r = platform.push(work, admin)
+        assert r.returncode == 0, r.stderr
+        tags.append(
+            f"{platform.settings.registry}/{name}:git-{platform.git(work, 'rev-parse', 'HEAD').stdout[:8]}"
+        )
+    client = docker.from_env()
+    local = {
+        t for image in client.images.list(name=f"{platform.settings.registry}/{name}") for t in image.tags
+    }
+    assert local == set(tags[-platform.settings.keep_images :])
+    # The oldest is gone from the host but still in the registry, where a rollback finds it.
+    client.images.pull(tags[0].rsplit(":", 1)[0], tag=tags[0].rsplit(":", 1)[1])
