@@ -1,0 +1,67 @@
+"""dockerd restarting (or the whole host): every app comes back to its formation.
+
+Restarting dockerd stops every container on the host, so this runs only where the platform's own
+bring-up started dockerd (CI: `./platform up`), and last (file name), after the other modules.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from appliance import services
+from appliance.settings import Settings
+from gitserver.admin import appliance_service
+from routerconf import Router
+from tests.harness import Harness, Key, unique
+
+pytestmark = pytest.mark.e2e
+
+
+def owned_dockerd() -> Settings | None:
+    owner = Settings.load(os.environ.get("DEIS_STATE_DIR"))
+    return owner if services.running_pid(services.dockerd_service(owner), owner) else None
+
+
+@pytest.mark.skipif(owned_dockerd() is None, reason="dockerd was not started by this platform's bring-up")
+def test_engine_and_host_restart_restore_every_app(platform: Harness, admin: Key) -> None:
+    owner = owned_dockerd()
+    assert owner is not None
+    name = unique("reboot")
+    work = platform.checkout("hello", name)
+    assert platform.push(work, admin).returncode == 0
+    before = platform.containers(name)
+
+    # dockerd alone: the containers stop and come back; the appliance's reconciler re-routes them.
+    services.stop_dockerd(owner, platform.out)
+    services.ensure_dockerd(owner, platform.out)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if platform.get(name, timeout=2)[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    assert platform.get(name) == (200, "hello from v1\n")
+    assert platform.containers(name) == before
+
+    # The whole host: everything stops; the bring-up command restores it all.
+    services.stop(appliance_service(platform.settings), platform.settings, platform.out)
+    Router(platform.settings).stop()
+    services.down_services(platform.settings, platform.out)
+    services.stop_dockerd(owner, platform.out)
+    services.ensure_dockerd(owner, platform.out)
+    platform.up()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if platform.get(name, timeout=2)[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    assert platform.get(name) == (200, "hello from v1\n")
+    assert platform.containers(name) == before
