@@ -74,23 +74,11 @@ def container(platform: Harness, name: str):
     return c
 
 
-def wait_serving(platform: Harness, name: str, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if platform.get(name, timeout=1)[0] == 200:
-                return time.monotonic() - start
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{name} not serving again within {timeout}s")
-
-
 def test_killed_container_serves_again_within_5s(platform: Harness, app) -> None:
     name, _ = app
     c = container(platform, name)
     c.kill(signal="SIGKILL")
-    assert wait_serving(platform, name, 5) < 5
+    assert platform.wait_for(name, "", timeout=5) < 5
     assert platform.containers(name) == [c.name]
 
 
@@ -98,7 +86,7 @@ def test_removed_container_is_replaced_within_5s(platform: Harness, app) -> None
     name, _ = app
     c = container(platform, name)
     c.remove(force=True)
-    took = wait_serving(platform, name, 10)
+    took = platform.wait_for(name, "", timeout=10)
     assert took < 5, took
     assert platform.containers(name) == [c.name]
     assert container(platform, name).id != c.id

@@ -7,7 +7,6 @@ bring-up started dockerd (CI: `./platform up`), and last (file name), after the 
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -37,15 +36,7 @@ def test_engine_and_host_restart_restore_every_app(platform: Harness, admin: Key
     # dockerd alone: the containers stop and come back; the appliance's reconciler re-routes them.
     services.stop_dockerd(owner, platform.out)
     services.ensure_dockerd(owner, platform.out)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if platform.get(name, timeout=2)[0] == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.2)
-    assert platform.get(name) == (200, "hello from v1\n")
+    platform.wait_for(name, "hello from v1", timeout=60)
     assert platform.containers(name) == before
 
     # The whole host: everything stops; the bring-up command restores it all.
@@ -55,13 +46,5 @@ def test_engine_and_host_restart_restore_every_app(platform: Harness, admin: Key
     services.stop_dockerd(owner, platform.out)
     services.ensure_dockerd(owner, platform.out)
     platform.up()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if platform.get(name, timeout=2)[0] == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.2)
-    assert platform.get(name) == (200, "hello from v1\n")
+    platform.wait_for(name, "hello from v1", timeout=60)
     assert platform.containers(name) == before
