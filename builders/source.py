@@ -1,8 +1,10 @@
-"""Reading the pushed commit. Runs inside the pre-receive hook, where the new objects are still in
-git's quarantine: plain `git` (which honours GIT_DIR and the quarantine environment) sees them."""
+"""Reading the pushed commit. While the pre-receive hook runs, the new objects are still in git's
+quarantine: plain `git` run with the hook's environment (GIT_DIR, GIT_QUARANTINE_PATH,
+GIT_OBJECT_DIRECTORY, GIT_ALTERNATE_OBJECT_DIRECTORIES) sees them."""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import subprocess
 from pathlib import Path
@@ -10,9 +12,13 @@ from pathlib import Path
 from appliance.errors import BuildError, ValidationError
 from appliance.names import check_process_type
 
+# The hook's environment when the deploy runs in the appliance on the hook's behalf (hooks.service),
+# set per deploy thread; otherwise this process's own environment is the hook's.
+GIT_ENV: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("GIT_ENV", default=None)
+
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = dict(os.environ)
+    env = dict(GIT_ENV.get() or os.environ)
     env.setdefault("GIT_DIR", str(repo))
     return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, check=False)
 

@@ -21,6 +21,7 @@ import asyncssh
 from appliance.errors import DeisError, UsageError
 from appliance.settings import Settings
 from gitserver import cli, commands, repos
+from hooks import service as hook_service
 from releaser import apps
 from releaser.store import Store
 
@@ -94,8 +95,13 @@ class Appliance:
         self.settings = settings
         self.store = Store(settings.etcd_url)
 
+    @property
+    def deploy_socket(self) -> Path:
+        return self.settings.run_dir / "deploy.sock"
+
     async def start(self, host: str | None = None, port: int | None = None) -> asyncssh.SSHAcceptor:
         key = ensure_host_key(self.settings.host_key)
+        self._hooks = await hook_service.serve(self.deploy_socket)
         return await asyncssh.create_server(
             lambda: _Auth(self.store),
             host if host is not None else self.settings.ssh_host,
@@ -226,6 +232,7 @@ class Appliance:
         )
         env = {k: os.environ[k] for k in keep if k in os.environ}
         env.update(self.settings.env())
+        env["DEIS_DEPLOY_SOCKET"] = str(self.deploy_socket)
         env.update(
             {
                 "DEIS_APP": app,

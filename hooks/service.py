@@ -1,0 +1,103 @@
+"""The appliance's side of the pre-receive hook: runs `hooks.pre_receive.run` for a hook process that
+connected to the deploy socket, streaming its output back as JSON lines ({"out": text}, then
+{"exit": code}).
+
+The socket is created 0600 and only a peer of our own uid is served. When the hook goes away (the
+pusher hung up and the SSH server killed it), the next line the deploy prints raises
+KeyboardInterrupt in the deploy thread, which unwinds it like a SIGTERM would unwind the hook:
+the rollout removes what it started and the release is not recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+from pathlib import Path
+from typing import Any
+
+from appliance.output import Output
+from builders.source import GIT_ENV
+from hooks.pre_receive import run
+
+log = logging.getLogger("deis.hooks")
+
+
+class _Relay:
+    """A text stream for the deploy thread: each write goes to the hook as one JSON line."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter, gone: threading.Event):
+        self.loop = loop
+        self.writer = writer
+        self.gone = gone
+
+    def write(self, text: str) -> int:
+        if self.gone.is_set():
+            raise KeyboardInterrupt  # the pusher is gone: stop the deploy at this step
+        line = json.dumps({"out": text}).encode() + b"\n"
+        self.loop.call_soon_threadsafe(self._send, line)
+        return len(text)
+
+    def _send(self, line: bytes) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.write(line)
+
+    def flush(self) -> None:
+        pass
+
+
+def _run_in_thread(request: dict[str, Any], relay: _Relay) -> int:
+    GIT_ENV.set(dict(request["env"]))
+    try:
+        return run(str(request["stdin"]), dict(request["env"]), Output(relay))  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        return 1  # the hook went away mid-deploy; what the deploy started is already cleaned up
+
+
+def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock = writer.get_extra_info("socket")
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    return int(struct.unpack("3i", creds)[1])
+
+
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        if _peer_uid(writer) != os.getuid():
+            return
+        request = json.loads(await reader.readline())
+        loop = asyncio.get_running_loop()
+        gone = threading.Event()
+        deploy = asyncio.ensure_future(asyncio.to_thread(_run_in_thread, request, _Relay(loop, writer, gone)))
+        hangup = asyncio.ensure_future(reader.read())  # returns at EOF: the hook process ended
+        await asyncio.wait({deploy, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        if not deploy.done():
+            gone.set()
+        try:
+            code = await deploy
+        except Exception:  # noqa: BLE001 - report, never kill the appliance
+            log.exception("deploy failed")
+            code = 1
+        hangup.cancel()
+        writer.write(json.dumps({"exit": code}).encode() + b"\n")
+        with contextlib.suppress(Exception):
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def serve(path: Path) -> asyncio.AbstractServer:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
+    try:
+        return await asyncio.start_unix_server(_handle, path=str(path))
+    finally:
+        os.umask(old)

@@ -1,0 +1,76 @@
+"""The deploy socket: a hook process hands its work to the appliance and relays the output."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.output import Output
+from hooks import pre_receive, service
+
+ZERO = "0" * 40
+
+
+@pytest.fixture
+def sock(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "run" / "deploy.sock"
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(service.serve(path))
+        ready.set()
+        loop.run_forever()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    ready.wait(5)
+    yield path
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(5)
+
+
+def test_socket_is_private(sock: Path) -> None:
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+
+
+def test_delegate_relays_output_and_exit_code(sock: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEIS_APP", "x")
+    monkeypatch.setenv("DEIS_USER", "u")
+    out = io.StringIO()
+    code = pre_receive.delegate(str(sock), f"{ZERO} {'a' * 40} refs/heads/feature\n", out)
+    assert code == 0
+    assert out.getvalue() == "       feature stored (not deployed: only master or main deploys)\n"
+    out = io.StringIO()
+    assert pre_receive.delegate(str(sock), f"{'a' * 40} {ZERO} refs/heads/master\n", out) == 1
+    assert "deleting master is not allowed" in out.getvalue()
+
+
+def test_a_hook_that_goes_away_interrupts_the_deploy(sock: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    interrupted = threading.Event()
+
+    def endless(stdin: str, env: dict[str, str], out: Output) -> int:
+        try:
+            while True:
+                out.detail("building...")
+                time.sleep(0.02)
+        except KeyboardInterrupt:
+            interrupted.set()
+            raise
+
+    monkeypatch.setattr(service, "run", endless)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(sock))
+        s.sendall(json.dumps({"stdin": "", "env": {}}).encode() + b"\n")
+        assert b"building" in s.recv(4096)
+    assert interrupted.wait(5)
