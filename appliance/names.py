@@ -15,6 +15,8 @@ CONTAINER_RE = re.compile(
     r"(?P<app>[a-z][a-z0-9-]{0,62})_v(?P<version>[0-9]+)\.(?P<type>[a-z][a-z0-9_-]*)\.(?P<num>[0-9]+)"
 )
 ROUTED_TYPES = ("web", "cmd")
+# Containers of these types run once (`run`, the release phase); deploys and the reconciler leave them be.
+ONE_OFF_TYPES = ("run", "release")
 
 
 def check_app(name: str) -> str:

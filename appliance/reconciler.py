@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from appliance import pipeline
 from appliance.errors import Conflict, DeisError
-from appliance.names import ROUTED_TYPES
+from appliance.names import ONE_OFF_TYPES, ROUTED_TYPES
 from releaser import apps, events, releases
 from releaser.locks import AppLock
 from scheduler import rollout
@@ -49,7 +49,7 @@ class Plan:
 
 def diff(desired: list[ContainerSpec], actual: list[Instance]) -> Plan:
     want = {str(s.name): s for s in desired}
-    have = {str(i.name): i for i in actual}
+    have = {str(i.name): i for i in actual if i.name.type not in ONE_OFF_TYPES}
     plan = Plan()
     for name, inst in have.items():
         if name not in want:

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from appliance.errors import DeisError, DeployError
-from appliance.names import ROUTED_TYPES, ContainerName
+from appliance.names import ONE_OFF_TYPES, ROUTED_TYPES, ContainerName
 from scheduler.base import Backend, ContainerSpec, Instance
 from scheduler.health import HealthCheck, wait_healthy
 
@@ -99,7 +99,11 @@ def endpoints(instances: list[Instance]) -> list[str]:
 
 def retire(backend: Backend, app: str, keep_version: int, grace: float) -> list[str]:
     """Stop and remove every container of `app` that is not of release `keep_version`."""
-    old = [str(i.name) for i in backend.instances(app) if i.name.version != keep_version]
+    old = [
+        str(i.name)
+        for i in backend.instances(app)
+        if i.name.version != keep_version and i.name.type not in ONE_OFF_TYPES  # one-offs outlive deploys
+    ]
     if old:
         with ThreadPoolExecutor(max_workers=min(8, len(old))) as pool:
             list(pool.map(lambda n: backend.stop(n, grace), old))

@@ -30,3 +30,7 @@ def test_missing_exited_and_stale() -> None:
 
 def test_restarting_containers_are_left_to_the_engine() -> None:
     assert diff([spec("a_v2.web.1")], [inst("a_v2.web.1", "restarting")]) == Plan()
+
+
+def test_one_off_containers_are_left_alone() -> None:
+    assert not diff([spec("a_v2.web.1")], [inst("a_v2.web.1"), inst("a_v1.run.1"), inst("a_v2.release.1")])
