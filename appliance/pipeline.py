@@ -66,6 +66,7 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     if build is None:
         # Nothing built yet (config set before the first push): the release is just recorded.
         releases.record(p.store, release)
+        events.record(p.store, app, release.by, f"{release.summary}: v{release.version} recorded")
         out.step(f"{app}:v{release.version} recorded; it runs once code is pushed")
         return release
     formation = apps.get_formation(p.store, app)
@@ -81,6 +82,8 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
         config=release.config,
         formation=formation,
         health=HealthCheck.from_config(release.config, p.settings.healthcheck_timeout),
+        memory=release.memory,
+        cpu=release.cpu,
     )
     out.step(f"Launching {app}:v{release.version} ({_describe(formation)})")
     instances = rollout.launch(p.backend, deployment, out.detail)

@@ -64,6 +64,8 @@ def run_argv(
         argv.append("-t")
     if spec.memory:
         argv += ["--memory", spec.memory]
+    if spec.cpu_shares:
+        argv += ["--cpu-shares", str(spec.cpu_shares)]
     for key, value in spec.env.items():
         argv += ["-e", f"{key}={value}"]
     argv.append(spec.image)
