@@ -39,9 +39,7 @@ def _quote(value: str) -> str:
         return value
     if "'" not in value and "\n" not in value and "\r" not in value:
         return f"'{value}'"
-    escaped = (
-        value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    )
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
     return f'"{escaped}"'
 
 
