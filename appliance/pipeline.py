@@ -69,10 +69,8 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
         events.record(p.store, app, release.by, f"{release.summary}: v{release.version} recorded")
         out.step(f"{app}:v{release.version} recorded; it runs once code is pushed")
         return release
-    formation = apps.get_formation(p.store, app)
-    if not formation:
-        formation = build.default_formation()
-        apps.set_formation(p.store, app, formation)
+    current = apps.get_formation(p.store, app)
+    formation = fit_formation(build, current)
     deployment = rollout.Deployment(
         app=app,
         version=release.version,
@@ -100,6 +98,8 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
         for inst in instances:
             p.backend.stop(str(inst.name), 0)
         raise
+    if formation != current:  # only once the release runs: a failed deploy changes nothing
+        apps.set_formation(p.store, app, formation)
     events.record(p.store, app, release.by, f"{release.summary}: v{release.version} deployed")
     retired = rollout.retire(p.backend, app, release.version, p.settings.stop_grace)
     if retired:
@@ -107,6 +107,14 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     out.step(f"done, {app}:v{release.version} deployed")
     out.detail(p.settings.app_url(app))
     return release
+
+
+def fit_formation(build: releases.Build, formation: dict[str, int]) -> dict[str, int]:
+    """The formation to run `build` with: the app's, unless none of its types exist in this build
+    (first deploy, or a rollback / image import across Procfile changes), then the build's default."""
+    if any(t in build.process_types for t in formation):
+        return formation
+    return build.default_formation()
 
 
 def publish(p: Platform, app: str, endpoints: list[str]) -> None:

@@ -136,8 +136,7 @@ class DockerBackend(Backend):
         try:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
-            repo, _, tag = image.rpartition(":")
-            self.client.images.pull(repo, tag=tag)
+            self.client.images.pull(image)  # splits repo:tag and repo@digest alike
 
     def stop(self, name: str, grace: float) -> None:
         try:

@@ -110,6 +110,17 @@ def test_bad_release_commands_change_nothing(platform: Harness, admin: Key, app)
     refused(
         platform.ssh(admin, "releases:rollback", "--app", "no-such-app"), "app no-such-app does not exist"
     )
+    for cmd in ("limits:set", "tags:set", "builds:create"):
+        refused(platform.ssh(admin, cmd, "x=1", "--app", "no-such-app"), "app no-such-app does not exist")
+    assert releases_json(platform, admin, name) == before
+
+
+def test_other_users_apps_are_refused(platform: Harness, admin: Key, alice: Key, app) -> None:
+    name, _ = app
+    before = releases_json(platform, admin, name)
+    refused(platform.ssh(alice, "releases:rollback", "--app", name), f"alice may not act on {name}")
+    refused(platform.ssh(alice, "limits:set", "cmd=1G", "--app", name), f"alice may not act on {name}")
+    refused(platform.ssh(alice, "config:push", "--app", name, input="A=1\n"), f"alice may not act on {name}")
     assert releases_json(platform, admin, name) == before
 
 
@@ -137,6 +148,8 @@ def test_limits_reach_the_container(platform: Harness, admin: Key, app) -> None:
     assert "cmd" in ok(platform.ssh(admin, "limits", "--app", name))
     top = releases_json(platform, admin, name)[0]
     assert top["summary"] == "admin limited cpu of cmd=512"
+    messages = [e.message for e in events.recent(Store(platform.settings.etcd_url), name)]
+    assert f"admin limited cpu of cmd=512: v{top['version']} deployed" in messages
 
     before = releases_json(platform, admin, name)
     refused(platform.ssh(admin, "limits:set", "cmd=5", "--app", name), "invalid memory limit '5'")
@@ -201,6 +214,12 @@ def test_builds_and_builds_create(platform: Harness, admin: Key, app) -> None:
     )
     messages = [e.message for e in events.recent(Store(platform.settings.etcd_url), other)]
     assert f"admin deployed {image}: v2 deployed" in messages
+
+    digests = docker.from_env().images.get(image).attrs["RepoDigests"]
+    by_digest = next(d for d in digests if d.startswith(f"{platform.settings.registry}/{name}@sha256:"))
+    r = ok(platform.ssh(admin, "builds:create", by_digest, "--app", other))
+    assert f"done, {other}:v3 deployed" in r  # no Procfile: the image's own CMD runs as cmd
+    assert platform.get(other) == (200, "hello from v1\n")
 
     before = releases_json(platform, admin, other)
     refused(platform.ssh(admin, "builds:create", "python:3", "--app", other), "not in the platform registry")
