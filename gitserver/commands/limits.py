@@ -39,7 +39,7 @@ def parse_cpu(ptype: str, text: str) -> int:
     if not text.isdigit() or not MIN_SHARES <= int(text) <= MAX_SHARES:
         raise ValidationError(
             f"invalid cpu shares {text!r} for {ptype}: use a whole number from {MIN_SHARES} to {MAX_SHARES}"
-            " (1024 is one full share)"
+            " (a relative weight; docker's default is 1024)"
         )
     return int(text)
 
@@ -110,7 +110,7 @@ def _unset_args(p: argparse.ArgumentParser) -> None:
 
 @command(
     "limits:set",
-    "limit memory (512M, 1G) or, with --cpu, cpu shares (1024 = one share) per type: a new release",
+    "limit memory (512M, 1G) or --cpu shares (relative weight, default 1024) per type: a new release",
     app=True,
     args=_set_args,
     examples=[

@@ -62,7 +62,7 @@ def releases_info(ctx: Context, args: argparse.Namespace) -> int:
 
 @command(
     "releases:rollback",
-    "roll back to a release (default: the one before the current): a new release with its build and config",
+    "roll back (default: to the release before the current): a new release with that build and config",
     app=True,
     args=lambda p: p.add_argument("version", nargs="?", metavar="vN"),
     examples=["ssh deis releases:rollback --app myapp", "ssh deis releases:rollback v3 --app myapp"],

@@ -17,7 +17,7 @@ from releaser import releases
 # -- tags -------------------------------------------------------------------------------------
 _TAG_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _TAG_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
-_TAGS_NOTE = "stored in the release; the single-host scheduler does not place by tags yet"
+_TAGS_NOTE = "stored only: the docker scheduler does not place by tags yet"
 
 
 def apply_tags(tags: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
