@@ -40,6 +40,7 @@ def _parse_assignments(items: list[str]) -> dict[str, str | None]:
     app=True,
     args=lambda p: p.add_argument("--oneline", action="store_true"),
     aliases=("config:list",),
+    examples=["ssh deis config --app myapp", "ssh deis config --oneline --app myapp"],
 )
 def config_list(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
@@ -72,6 +73,7 @@ def config_set(ctx: Context, args: argparse.Namespace) -> int:
     "unset config vars: a new release",
     app=True,
     args=lambda p: p.add_argument("keys", nargs="+", metavar="KEY"),
+    examples=["ssh deis config:unset GREETING DATABASE_URL --app myapp"],
 )
 def config_unset(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)

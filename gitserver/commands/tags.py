@@ -14,7 +14,6 @@ from gitserver.commands.base import Context, command
 from gitserver.commands.limits import changed
 from releaser import releases
 
-# -- tags -------------------------------------------------------------------------------------
 _TAG_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _TAG_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
 _TAGS_NOTE = "stored only: the docker scheduler does not place by tags yet"

@@ -126,6 +126,9 @@ def test_exposed_port() -> None:
 
 def test_commands_are_registered_with_examples() -> None:
     names = [
+        "config",
+        "config:set",
+        "config:unset",
         "config:push",
         "config:pull",
         "releases",
