@@ -12,7 +12,7 @@ What `parse` reads, one `KEY=value` per line:
   - anything else is a bare value, kept exactly to the end of the line: `#`, `$(...)`, backticks,
     inner spaces and quotes are part of it (nothing is expanded, and there are no inline comments,
     so a URL's `#fragment` survives)
-  - a key given twice: the last one wins, as in a shell
+  - a key given twice: the last one wins, as in a shell; a leading UTF-8 BOM is ignored
 
 `render` writes bare values where that is unambiguous and readable, single quotes where a value has
 no `'` and no line break, else double quotes with the escapes above.
@@ -46,6 +46,7 @@ def _quote(value: str) -> str:
 def parse(text: str) -> dict[str, str]:
     """The config a .env text sets; a ValidationError naming the line on anything malformed."""
     config: dict[str, str] = {}
+    text = text.removeprefix("\ufeff")  # editors on some systems start UTF-8 files with a BOM
     pos, line_no, n = 0, 1, len(text)
     while pos < n:
         end = text.find("\n", pos)

@@ -51,8 +51,9 @@ def test_examples() -> None:
     }
 
 
-def test_last_duplicate_wins() -> None:
+def test_last_duplicate_wins_and_a_bom_is_ignored() -> None:
     assert parse("A=1\nA=2\n") == {"A": "2"}
+    assert parse("\ufeffA=1\r\n") == {"A": "1"}
 
 
 def test_render_is_readable_where_it_can_be() -> None:
