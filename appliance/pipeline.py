@@ -66,12 +66,12 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     if build is None:
         # Nothing built yet (config set before the first push): the release is just recorded.
         releases.record(p.store, release)
+        events.record(p.store, app, release.by, f"{release.summary}: v{release.version} recorded")
         out.step(f"{app}:v{release.version} recorded; it runs once code is pushed")
         return release
+    current = apps.get_formation(p.store, app)
     deployment = deployment_for(p, release)
     formation = deployment.formation
-    if formation != apps.get_formation(p.store, app):
-        apps.set_formation(p.store, app, formation)
     out.step(f"Launching {app}:v{release.version} ({_describe(formation)})")
     instances = rollout.launch(p.backend, deployment, out.detail)
     switched = False
@@ -87,6 +87,8 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
         for inst in instances:
             p.backend.stop(str(inst.name), 0)
         raise
+    if formation != current:  # only once the release runs: a failed deploy changes nothing
+        apps.set_formation(p.store, app, formation)
     events.record(p.store, app, release.by, f"{release.summary}: v{release.version} deployed")
     retired = rollout.retire(p.backend, app, release.version, p.settings.stop_grace)
     if retired:
@@ -114,19 +116,23 @@ def deployment_for(p: Platform, release: Release) -> rollout.Deployment:
         procfile=build.procfile,
         port=_port(release),
         config=release.config,
-        formation=formation_for(build, apps.get_formation(p.store, release.app)),
+        formation=fit_formation(build, apps.get_formation(p.store, release.app)),
         health=HealthCheck.from_config(
             release.config,
             p.settings.healthcheck_timeout,
             build.healthchecks.get("web") or build.healthchecks.get("cmd"),
         ),
+        memory=release.memory,
+        cpu=release.cpu,
     )
 
 
-def formation_for(build: Build, stored: dict[str, int]) -> dict[str, int]:
-    """The stored scale, less the types this build no longer declares; the build's default if none is left."""
-    kept = {t: n for t, n in stored.items() if t in build.process_types}
-    return kept or build.default_formation()
+def fit_formation(build: Build, formation: dict[str, int]) -> dict[str, int]:
+    """The formation to run `build` with: the app's, unless none of its types exist in this build
+    (first deploy, or a rollback / image import across Procfile changes), then the build's default."""
+    if any(t in build.process_types for t in formation):
+        return formation
+    return build.default_formation()
 
 
 def publish(p: Platform, app: str, endpoints: list[str]) -> None:

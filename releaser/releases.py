@@ -6,7 +6,11 @@ release is never recorded, leaves no trace. A release number is recorded create-
 writers can never both get vN.
 
     apps/APP/releases/NNNNNN  {"version": N, "build": {...} | null, "config": {...}, "summary": "...",
-                               "by": USER, "created": ts}
+                               "by": USER, "created": ts,
+                               "limits": {"memory": {TYPE: "512m"}, "cpu": {TYPE: 512}},
+                               "tags": {KEY: VALUE}}
+
+Limits and tags live in the release like config does, so a rollback restores them too.
 """
 
 from __future__ import annotations
@@ -50,6 +54,17 @@ class Release:
     summary: str
     by: str
     created: float
+    # {"memory": {type: "512m"}, "cpu": {type: shares}}; missing kinds and types: no limit.
+    limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def memory(self) -> dict[str, str]:
+        return {t: str(v) for t, v in (self.limits.get("memory") or {}).items()}
+
+    @property
+    def cpu(self) -> dict[str, int]:
+        return {t: int(v) for t, v in (self.limits.get("cpu") or {}).items()}
 
     @property
     def label(self) -> str:
@@ -72,6 +87,8 @@ class Release:
             summary=str(d.get("summary", "")),
             by=str(d.get("by", "")),
             created=float(d.get("created", 0)),  # type: ignore[arg-type]
+            limits={k: dict(v) for k, v in dict(d.get("limits") or {}).items()},  # type: ignore[call-overload]
+            tags=dict(d.get("tags") or {}),  # type: ignore[call-overload]
         )
 
 
@@ -127,15 +144,22 @@ def prepare(
     build: Build | None = None,
     config: dict[str, str] | None = None,
     keep_build: bool = True,
+    limits: dict[str, dict[str, Any]] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Release:
-    """The next release, not yet recorded: `build`/`config` default to the current release's."""
+    """The next release, not yet recorded: `build`/`config`/`limits`/`tags` default to the current
+    release's."""
     current = latest(store, app)
     if build is None and keep_build and current is not None:
         build = current.build
     if config is None:
         config = dict(current.config) if current is not None else {}
+    if limits is None:
+        limits = dict(current.limits) if current is not None else {}
+    if tags is None:
+        tags = dict(current.tags) if current is not None else {}
     version = current.version + 1 if current is not None else 1
-    return Release(app, version, build, config, summary, by, time.time())
+    return Release(app, version, build, config, summary, by, time.time(), limits, tags)
 
 
 def record(store: Store, release: Release) -> Release:

@@ -64,6 +64,8 @@ def run_argv(
         argv.append("-t")
     if spec.memory:
         argv += ["--memory", spec.memory]
+    if spec.cpu_shares:
+        argv += ["--cpu-shares", str(spec.cpu_shares)]
     for key, value in spec.env.items():
         argv += ["-e", f"{key}={value}"]
     argv.append(spec.image)
@@ -134,8 +136,7 @@ class DockerBackend(Backend):
         try:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
-            repo, _, tag = image.rpartition(":")
-            self.client.images.pull(repo, tag=tag)
+            self.client.images.pull(image)  # splits repo:tag and repo@digest alike
 
     def stop(self, name: str, grace: float) -> None:
         try:

@@ -28,6 +28,7 @@ class Deployment:
     formation: dict[str, int]
     health: HealthCheck = field(default_factory=HealthCheck)
     memory: dict[str, str] = field(default_factory=dict)  # type -> docker memory limit
+    cpu: dict[str, int] = field(default_factory=dict)  # type -> docker cpu shares
 
 
 def plan(d: Deployment) -> list[ContainerSpec]:
@@ -55,6 +56,7 @@ def plan(d: Deployment) -> list[ContainerSpec]:
                     env=env,
                     port=d.port if ptype in ROUTED_TYPES else None,
                     memory=d.memory.get(ptype),
+                    cpu_shares=d.cpu.get(ptype),
                 )
             )
     return specs

@@ -1,4 +1,5 @@
-"""config, config:set, config:unset: every change is a new release, rolled out like a push."""
+"""config, config:set, config:unset, config:push, config:pull: every change is a new release, rolled
+out like a push."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import argparse
 import shlex
 
 from appliance import pipeline
-from appliance.errors import UsageError
+from appliance.errors import UsageError, ValidationError
+from gitserver import dotenv
 from gitserver.commands.base import Context, command
 from releaser import releases
 from releaser.apps import App
@@ -38,6 +40,7 @@ def _parse_assignments(items: list[str]) -> dict[str, str | None]:
     app=True,
     args=lambda p: p.add_argument("--oneline", action="store_true"),
     aliases=("config:list",),
+    examples=["ssh deis config --app myapp", "ssh deis config --oneline --app myapp"],
 )
 def config_list(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
@@ -70,6 +73,7 @@ def config_set(ctx: Context, args: argparse.Namespace) -> int:
     "unset config vars: a new release",
     app=True,
     args=lambda p: p.add_argument("keys", nargs="+", metavar="KEY"),
+    examples=["ssh deis config:unset GREETING DATABASE_URL --app myapp"],
 )
 def config_unset(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
@@ -77,3 +81,49 @@ def config_unset(ctx: Context, args: argparse.Namespace) -> int:
     return _config_changed(ctx, app, changes, f"{ctx.user.name} removed {', '.join(args.keys)}")
 
 
+# -- .env files -------------------------------------------------------------------------------
+@command(
+    "config:push",
+    "set config vars from a .env file on stdin (KEY=value lines): a new release",
+    app=True,
+    stdin=True,
+    args=lambda p: p.add_argument(
+        "--replace", action="store_true", help="also unset the vars that the file does not set"
+    ),
+    examples=["ssh deis config:push --app myapp < .env", "ssh deis config:push --replace --app myapp < .env"],
+)
+def config_push(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.app(args)
+    try:
+        text = ctx.stdin.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"the .env file is not UTF-8 text (byte {exc.start})") from exc
+    pushed = dotenv.parse(text)
+    with ctx.lock(app.name):
+        current = releases.latest(ctx.store, app.name)
+        old = current.config if current else {}
+        changes: dict[str, str | None] = {k: v for k, v in pushed.items() if old.get(k) != v}
+        if args.replace:
+            changes.update(dict.fromkeys(k for k in old if k not in pushed))
+        if not changes:
+            ctx.out.step(f"{app.name}'s config already matches; no new release")
+            return 0
+        config = releases.apply_config(old, changes)
+        summary = f"{ctx.user.name} pushed config {', '.join(sorted(changes))}"
+        release = releases.prepare(ctx.store, app.name, by=ctx.user.name, summary=summary, config=config)
+        pipeline.roll_out(ctx.platform, release, ctx.out)
+    return 0
+
+
+@command(
+    "config:pull",
+    "print the config as a .env file that config:push reads back exactly",
+    app=True,
+    examples=["ssh deis config:pull --app myapp > .env"],
+)
+def config_pull(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.app(args)
+    current = releases.latest(ctx.store, app.name)
+    ctx.stdout.write(dotenv.render(current.config if current else {}))
+    ctx.stdout.flush()
+    return 0
