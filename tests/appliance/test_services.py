@@ -213,11 +213,12 @@ def test_stop_without_pidfile_is_a_no_op(tmp_path: Path) -> None:
 
 def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path)
-    # Ignores SIGTERM; "ready" as soon as start() has written its pidfile.
+    # Ignores SIGTERM; "ready" once the trap is set (a SIGTERM before that would end it at once).
+    mark = tmp_path / "trapped"
     svc = services.Service(
         name="stubborn",
-        argv=["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
-        ready=lambda: services.pidfile(s, "stubborn").exists(),
+        argv=["sh", "-c", f"trap '' TERM; touch {mark}; while :; do sleep 0.1; done"],
+        ready=mark.exists,
     )
     pid = services.start(svc, s, quiet())
     assert pid is not None and services.running_pid(svc, s) == pid
