@@ -95,8 +95,7 @@ def _follow(
     appear (a deploy, a scale, a restart), with all of their output."""
     backend = ctx.platform.backend
     lines: queue.Queue[Entry] = queue.Queue()
-    streams: dict[str, LogStream] = {}  # container id -> its stream
-    threads: list[threading.Thread] = []
+    followed: dict[str, tuple[LogStream, threading.Thread]] = {}  # container id -> its stream
 
     def pump(stream: LogStream, src: str) -> None:
         for ln in stream:
@@ -105,19 +104,25 @@ def _follow(
     def watch(inst: Instance) -> None:
         # Known at the start: its tail was printed already. New: everything it wrote.
         stream = backend.log_stream(str(inst.name), tail=0 if inst.id in shown else None, follow=True)
-        streams[inst.id] = stream
         t = threading.Thread(target=pump, args=(stream, source(inst)), name=f"logs-{inst.name}", daemon=True)
         t.start()
-        threads.append(t)
+        followed[inst.id] = (stream, t)
 
     try:
         next_poll = 0.0
         while not ctx.closed.is_set():
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + POLL
-                for inst in backend.instances(app):
-                    if inst.id not in streams and ptype in (None, inst.name.type):
+                listed = backend.instances(app)
+                for inst in listed:
+                    if inst.id not in followed and ptype in (None, inst.name.type):
                         watch(inst)
+                # Forget containers that are gone and whose stream ended, so a follow across many
+                # deploys stays small. (A container renamed aside by ps:restart is unlisted but still
+                # streams until it stops.)
+                ids = {i.id for i in listed}
+                for cid in [c for c, (_, t) in followed.items() if c not in ids and not t.is_alive()]:
+                    del followed[cid]
                 if ptype is None:
                     for e in events.recent(ctx.store, app):
                         if e not in seen and e.time >= since - 1:
@@ -129,7 +134,7 @@ def _follow(
                 continue
             ctx.print(render(app, entry))
     finally:
-        for stream in streams.values():
+        for stream, _ in followed.values():
             stream.close()
-        for t in threads:
+        for _, t in followed.values():
             t.join(timeout=2)

@@ -300,3 +300,42 @@ def test_run_is_removed_when_the_client_hangs_up(platform: Harness, admin: Key, 
         time.sleep(0.2)
     assert not runs(platform, app)
     print(f"\nrun container removed {time.monotonic() - hung_up:.1f}s after the client hung up")
+
+
+@pytest.fixture(scope="module")
+def procfile_app(platform: Harness, admin: Key) -> str:
+    name = unique("procs")
+    work = platform.checkout("hello", name)
+    platform.commit_change(
+        work, "Procfile", "web: python3 -u /app/app.py\nworker: while true; do echo tick; sleep 0.5; done\n"
+    )
+    r = platform.push(work, admin)
+    assert r.returncode == 0, r.stderr
+    return name
+
+
+def test_procfile_types_scale_and_restart_without_touching_the_router(
+    platform: Harness, admin: Key, procfile_app: str
+) -> None:
+    app = procfile_app
+    assert platform.containers(app) == [f"{app}_v2.web.1"]
+    routed = endpoints(platform, app)
+    r = platform.ssh(admin, "scale", "cmd=1", "--app", app)
+    assert r.returncode == 1 and "it declares: web, worker" in r.stderr
+    r = platform.ssh(admin, "scale", "worker=2", "--app", app)
+    assert r.returncode == 0, r.stderr
+    assert "Switching the router" not in r.stdout
+    assert platform.containers(app) == [f"{app}_v2.web.1", f"{app}_v2.worker.1", f"{app}_v2.worker.2"]
+    assert endpoints(platform, app) == routed
+    before = {p["process"]: p["id"] for p in ps_json(platform, admin, app)}
+    r = platform.ssh(admin, "ps:restart", "worker", "--app", app)
+    assert r.returncode == 0, r.stderr
+    after = {p["process"]: p["id"] for p in ps_json(platform, admin, app)}
+    assert after["web.1"] == before["web.1"]
+    assert after["worker.1"] != before["worker.1"] and after["worker.2"] != before["worker.2"]
+    time.sleep(1.2)
+    r = platform.ssh(admin, "logs", "--type", "worker", "-n", "4", "--app", app)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4 and {line.split(": ", 1)[1] for line in lines} == {"tick"}, lines
+    assert {line.split(": ")[0] for line in lines} <= {f"{app}[worker.1]", f"{app}[worker.2]"}
+    assert platform.get(app) == (200, "hello from v1\n")
