@@ -173,9 +173,15 @@ class Appliance:
         loop = asyncio.get_running_loop()
         closed = threading.Event()
 
+        async def attached(child_argv: list[str]) -> int:
+            rc = await self.attach(process, child_argv)
+            if process.channel.is_closing():
+                closed.set()  # before the handler sees rc: it cleans up differently after a hang-up
+            return rc
+
         def attach(child_argv: list[str]) -> int:
             # Called from the handler's worker thread: the child runs on the event loop.
-            return asyncio.run_coroutine_threadsafe(self.attach(process, child_argv), loop).result()
+            return asyncio.run_coroutine_threadsafe(attached(child_argv), loop).result()
 
         ctx = self._context(
             user,

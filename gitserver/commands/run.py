@@ -41,7 +41,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError("run needs an SSH session to attach to")
     name, argv = pipeline.run_argv(ctx.platform, app.name, cmd, interactive=True, tty=ctx.tty)
     try:
-        return ctx.attach(argv)
-    finally:
-        # `--rm` removes it when it exits; this covers a client that hung up while it ran.
+        code = ctx.attach(argv)
+    except BaseException:
         ctx.platform.backend.stop(name, 0)
+        raise
+    if ctx.closed.is_set():
+        # The client hung up and its docker client was killed: the container may live on. (Not
+        # otherwise: `--rm` removed it, and a name clash with a concurrent run must not remove theirs.)
+        ctx.platform.backend.stop(name, 0)
+    return code

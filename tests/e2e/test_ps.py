@@ -281,6 +281,12 @@ def test_run_under_a_pty_gets_the_terminal_size(platform: Harness, admin: Key, a
     assert child.wait(timeout=10) == 3, out
     text = out.decode("utf-8", "replace")
     assert "/dev/pts/" in text and "33 101" in text, text
+    # ssh -tt without a local terminal: a pty still, the exit status still the command's.
+    r = platform.ssh(
+        admin, "run", "--app", app, "--", "sh", "-c", "'test -t 0 && echo on a tty; exit 5'", tty=True
+    )
+    assert r.returncode == 5 and "on a tty" in r.stdout, (r.stdout, r.stderr)
+    assert not runs(platform, app)
 
 
 def test_run_is_removed_when_the_client_hangs_up(platform: Harness, admin: Key, app: str) -> None:
