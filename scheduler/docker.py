@@ -111,9 +111,8 @@ class DockerLogStream:
                     line, buf = buf.split(b"\n", 1)
                     yield parse_log_line(line)
         except Exception:  # noqa: BLE001 - a closed or vanished stream ends the lines, whatever the cause
-            if not self._closed:
-                return
-        if buf and not self._closed:
+            return
+        if buf:
             yield parse_log_line(buf)
 
     def close(self) -> None:
