@@ -173,7 +173,12 @@ class Appliance:
         loop = asyncio.get_running_loop()
         closed = threading.Event()
 
+        interrupt: asyncio.Task[None] | None = None
+
         async def attached(child_argv: list[str]) -> int:
+            if interrupt is not None:  # the child gets stdin (and its ^C) from here on
+                interrupt.cancel()
+                await asyncio.gather(interrupt, return_exceptions=True)
             rc = await self.attach(process, child_argv)
             if process.channel.is_closing():
                 closed.set()  # before the handler sees rc: it cleans up differently after a hang-up
@@ -193,11 +198,31 @@ class Appliance:
             attach=attach,
         )
         watcher = asyncio.create_task(self._watch_closed(process, closed))
+        if ctx.tty and not cmd.stdin:
+            interrupt = asyncio.create_task(self._watch_interrupt(process, closed))
         try:
             result = await asyncio.to_thread(cmd.func, ctx, args)
         finally:
             watcher.cancel()
+            if interrupt is not None:
+                interrupt.cancel()
         return int(result or 0)
+
+    @staticmethod
+    async def _watch_interrupt(process: asyncssh.SSHServerProcess[bytes], closed: threading.Event) -> None:
+        """On a pty the client's ^C (or ^D) arrives as a byte, not as a hang-up: it ends `logs -f` too."""
+        while True:
+            try:
+                data = await process.stdin.read(1024)
+            except (asyncssh.TerminalSizeChanged, asyncssh.BreakReceived, asyncssh.SignalReceived):
+                continue
+            except (asyncssh.Error, OSError):
+                return
+            if not data:
+                return  # EOF (ssh -tt < /dev/null) is not a request to stop
+            if b"\x03" in data or b"\x04" in data:
+                closed.set()
+                return
 
     @staticmethod
     async def _watch_closed(process: asyncssh.SSHServerProcess[bytes], closed: threading.Event) -> None:

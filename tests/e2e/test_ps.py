@@ -240,6 +240,12 @@ def test_logs_follow_picks_up_new_containers_and_ends_on_hangup(
     assert platform.ssh(admin, "scale", "cmd=1", "--app", app).returncode == 0
 
 
+def test_logs_follow_on_a_pty_ends_on_ctrl_c(platform: Harness, admin: Key, app: str) -> None:
+    r = platform.ssh(admin, "logs", "-f", "-n", "1", "--app", app, input="\x03", tty=True, timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert f"{app}[" in r.stdout
+
+
 def test_run_returns_the_exit_status_and_sees_the_config(platform: Harness, admin: Key, app: str) -> None:
     r = platform.ssh(admin, "run", "--app", app, "--", "sh", "-c", "'exit 7'")
     assert r.returncode == 7, r.stderr
