@@ -90,10 +90,12 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def log_stream(self, name: str, *, tail: int | None = None, follow: bool = False) -> LogStream:
-        """The container's output with times: the last `tail` lines (None: all), then, with `follow`,
-        new lines as they come until the container stops or the stream is closed. A missing container
-        gives an empty stream."""
+    def log_stream(
+        self, name: str, *, tail: int | None = None, follow: bool = False, since: float | None = None
+    ) -> LogStream:
+        """The container's output with times: the last `tail` lines (None: all) of those written at
+        or after `since` (UNIX time), then, with `follow`, new lines as they come until the container
+        stops or the stream is closed. A missing container gives an empty stream."""
 
     @abstractmethod
     def rename(self, name: str, new_name: str) -> None:

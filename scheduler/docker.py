@@ -233,10 +233,16 @@ class DockerBackend(Backend):
     def run_argv(self, spec: ContainerSpec, *, interactive: bool = False, tty: bool = False) -> list[str]:
         return run_argv(spec, self.platform, interactive=interactive, tty=tty)
 
-    def log_stream(self, name: str, *, tail: int | None = None, follow: bool = False) -> DockerLogStream:
+    def log_stream(
+        self, name: str, *, tail: int | None = None, follow: bool = False, since: float | None = None
+    ) -> DockerLogStream:
         try:
             chunks = self.client.containers.get(name).logs(
-                stream=True, follow=follow, timestamps=True, tail="all" if tail is None else tail
+                stream=True,
+                follow=follow,
+                timestamps=True,
+                tail="all" if tail is None else tail,
+                since=since if since and since > 0 else None,
             )
         except docker.errors.NotFound:
             return DockerLogStream(None)

@@ -73,9 +73,12 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
     since = time.time()
     current = [i for i in backend.instances(app) if args.ptype in (None, i.name.type)]
     entries: list[Entry] = []
+    read_up_to: dict[str, float] = {}  # container id -> time of the last line read
     for inst in current:
         stream = backend.log_stream(str(inst.name), tail=args.lines)
-        entries += [Entry(ln.time, source(inst), ln.text) for ln in stream]
+        got = [Entry(ln.time, source(inst), ln.text) for ln in stream]
+        read_up_to[inst.id] = got[-1].time if got else since
+        entries += got
     seen: set[Event] = set()
     if args.ptype is None:
         recent = events.recent(ctx.store, app)
@@ -84,12 +87,12 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
     for entry in merge(entries, args.lines):
         ctx.print(render(app, entry))
     if args.follow:
-        _follow(ctx, app, args.ptype, {i.id for i in current}, seen, since)
+        _follow(ctx, app, args.ptype, read_up_to, seen, since)
     return 0
 
 
 def _follow(
-    ctx: Context, app: str, ptype: str | None, shown: set[str], seen: set[Event], since: float
+    ctx: Context, app: str, ptype: str | None, read_up_to: dict[str, float], seen: set[Event], since: float
 ) -> None:
     """Print new output and events until the client hangs up; new containers are picked up as they
     appear (a deploy, a scale, a restart), with all of their output."""
@@ -97,14 +100,17 @@ def _follow(
     lines: queue.Queue[Entry] = queue.Queue()
     followed: dict[str, tuple[LogStream, threading.Thread]] = {}  # container id -> its stream
 
-    def pump(stream: LogStream, src: str) -> None:
+    def pump(stream: LogStream, src: str, after: float | None) -> None:
         for ln in stream:
-            lines.put(Entry(ln.time, src, ln.text))
+            if after is None or ln.time > after:  # `since` includes the last line already shown
+                lines.put(Entry(ln.time, src, ln.text))
 
     def watch(inst: Instance) -> None:
-        # Known at the start: its tail was printed already. New: everything it wrote.
-        stream = backend.log_stream(str(inst.name), tail=0 if inst.id in shown else None, follow=True)
-        t = threading.Thread(target=pump, args=(stream, source(inst)), name=f"logs-{inst.name}", daemon=True)
+        # Known at the start: from the last line read on. New: everything it wrote.
+        after = read_up_to.get(inst.id)
+        stream = backend.log_stream(str(inst.name), follow=True, since=after)
+        args = (stream, source(inst), after)
+        t = threading.Thread(target=pump, args=args, name=f"logs-{inst.name}", daemon=True)
         t.start()
         followed[inst.id] = (stream, t)
 
