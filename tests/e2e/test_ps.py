@@ -319,7 +319,11 @@ def procfile_app(platform: Harness, admin: Key) -> str:
     name = unique("procs")
     work = platform.checkout("hello", name)
     platform.commit_change(
-        work, "Procfile", "web: python3 -u /app/app.py\nworker: while true; do echo tick; sleep 0.5; done\n"
+        work,
+        "Procfile",
+        # web.3 cannot start: a scale that needs it must fail and change nothing.
+        'web: test "$DYNO" != web.3 && exec python3 -u /app/app.py\n'
+        "worker: while true; do echo tick; sleep 0.5; done\n",
     )
     r = platform.push(work, admin)
     assert r.returncode == 0, r.stderr
@@ -350,4 +354,19 @@ def test_procfile_types_scale_and_restart_without_touching_the_router(
     lines = r.stdout.splitlines()
     assert len(lines) == 4 and {line.split(": ", 1)[1] for line in lines} == {"tick"}, lines
     assert {line.split(": ")[0] for line in lines} <= {f"{app}[worker.1]", f"{app}[worker.2]"}
+    assert platform.get(app) == (200, "hello from v1\n")
+
+
+def test_a_scale_whose_new_containers_fail_changes_nothing(
+    platform: Harness, admin: Key, procfile_app: str
+) -> None:
+    app = procfile_app
+    before, routed = platform.containers(app), endpoints(platform, app)
+    formation = json.loads(platform.ssh(admin, "apps:info", app, "--json").stdout)["formation"]
+    r = platform.ssh(admin, "scale", "web=3", "--app", app)
+    assert r.returncode == 1
+    assert f"{app}_v2.web.3 failed its health check" in r.stderr  # web.2 started, then was removed
+    assert platform.containers(app) == before
+    assert endpoints(platform, app) == routed
+    assert json.loads(platform.ssh(admin, "apps:info", app, "--json").stdout)["formation"] == formation
     assert platform.get(app) == (200, "hello from v1\n")
