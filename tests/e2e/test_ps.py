@@ -323,7 +323,7 @@ def procfile_app(platform: Harness, admin: Key) -> str:
         "Procfile",
         # web.3 cannot start: a scale that needs it must fail and change nothing.
         'web: test "$DYNO" != web.3 && exec python3 -u /app/app.py\n'
-        "worker: while true; do echo tick; sleep 0.5; done\n",
+        "worker: trap 'exit 0' TERM; while true; do echo tick; sleep 0.5; done\n",
     )
     r = platform.push(work, admin)
     assert r.returncode == 0, r.stderr
@@ -363,7 +363,9 @@ def test_a_scale_whose_new_containers_fail_changes_nothing(
     app = procfile_app
     before, routed = platform.containers(app), endpoints(platform, app)
     formation = json.loads(platform.ssh(admin, "apps:info", app, "--json").stdout)["formation"]
+    started = time.monotonic()
     r = platform.ssh(admin, "scale", "web=3", "--app", app)
+    print(f"\nfailed scale took {time.monotonic() - started:.1f}s")
     assert r.returncode == 1
     assert f"{app}_v2.web.3 failed its health check" in r.stderr  # web.2 started, then was removed
     assert platform.containers(app) == before
