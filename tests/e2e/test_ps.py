@@ -259,20 +259,27 @@ def test_run_returns_the_exit_status_and_sees_the_config(platform: Harness, admi
     assert not runs(platform, app)
 
 
-def test_run_under_a_pty_gets_the_terminal_size(platform: Harness, admin: Key, app: str) -> None:
+def test_run_under_a_pty_gets_the_terminal_size_and_its_changes(
+    platform: Harness, admin: Key, app: str
+) -> None:
     # ssh itself runs on a local pty of 33 rows x 101 columns, as a user's terminal would be.
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
     argv = platform.ssh_argv(admin) + ["-t", "git@127.0.0.1", "run", "--app", app, "--", "sh", "-c"]
     # docker 20.10 sizes the container's tty just after it started: give it a moment.
-    child = subprocess.Popen(
-        [*argv, "'tty; sleep 1; stty size; exit 3'"], stdin=slave, stdout=slave, stderr=slave
-    )
+    script = "'tty; sleep 1; stty size; sleep 2; stty size; exit 3'"
+    child = subprocess.Popen([*argv, script], stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
     out = b""
+    resized = False
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
+        if not resized and b"33 101" in out:
+            # The user resizes their terminal: ssh gets SIGWINCH and tells the server.
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            child.send_signal(signal.SIGWINCH)
+            resized = True
+        ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
             try:
                 data = os.read(master, 4096)
@@ -286,7 +293,7 @@ def test_run_under_a_pty_gets_the_terminal_size(platform: Harness, admin: Key, a
     os.close(master)
     assert child.wait(timeout=10) == 3, out
     text = out.decode("utf-8", "replace")
-    assert "/dev/pts/" in text and "33 101" in text, text
+    assert "/dev/pts/" in text and "33 101" in text and "40 120" in text, text
     # ssh -tt without a local terminal: a pty still, the exit status still the command's.
     r = platform.ssh(
         admin, "run", "--app", app, "--", "sh", "-c", "'test -t 0 && echo on a tty; exit 5'", tty=True
