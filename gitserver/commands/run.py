@@ -16,7 +16,8 @@ from gitserver.commands.base import Context, command
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="[--] CMD")
+    p.usage = "%(prog)s [-a APP] [--] CMD [ARG...]   (options of run before CMD)"
+    p.add_argument("command", nargs=argparse.REMAINDER)
 
 
 def command_of(words: list[str]) -> list[str]:
