@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import builders
-from appliance.errors import DeisError, ValidationError
+from appliance.errors import DeisError, NotFound, ValidationError
 from appliance.output import Output
 from appliance.settings import Settings
 from releaser import apps, events, releases
@@ -22,7 +22,7 @@ from releaser.releases import Build, Release
 from releaser.store import Store
 from routerconf import Router
 from scheduler import rollout
-from scheduler.base import Backend
+from scheduler.base import Backend, ContainerSpec
 from scheduler.docker import DockerBackend
 from scheduler.health import HealthCheck
 
@@ -105,10 +105,14 @@ def collect_garbage(p: Platform, app: str) -> None:
     builders.collect_garbage(p.settings, app, {r.build.image for r in recent if r.build})
 
 
-def deployment_for(p: Platform, release: Release) -> rollout.Deployment:
-    """What the scheduler runs for `release` at the app's current formation."""
+def deployment_for(
+    p: Platform, release: Release, formation: dict[str, int] | None = None
+) -> rollout.Deployment:
+    """What the scheduler runs for `release`, at `formation` or the app's current one."""
     build = release.build
     assert build is not None
+    if formation is None:
+        formation = fit_formation(build, apps.get_formation(p.store, release.app))
     return rollout.Deployment(
         app=release.app,
         version=release.version,
@@ -116,7 +120,7 @@ def deployment_for(p: Platform, release: Release) -> rollout.Deployment:
         procfile=build.procfile,
         port=_port(release),
         config=release.config,
-        formation=fit_formation(build, apps.get_formation(p.store, release.app)),
+        formation=formation,
         health=HealthCheck.from_config(
             release.config,
             p.settings.healthcheck_timeout,
@@ -163,4 +167,128 @@ def _describe(formation: dict[str, int]) -> str:
     return ", ".join(f"{t}={n}" for t, n in sorted(formation.items())) or "scaled to zero"
 
 
-__all__ = ["DeisError", "Platform", "deploy", "roll_out"]
+# -- the running release: scale, restart, one-off runs (no new release, as in Deis v1) -------------
+def running_release(p: Platform, app: str) -> Release:
+    """The app's current release, which must have a build (something was pushed)."""
+    release = releases.latest(p.store, app)
+    if release is None or release.build is None:
+        raise NotFound(f"{app} has nothing deployed yet: git push first")
+    return release
+
+
+def scale(p: Platform, app: str, changes: dict[str, int], user: str, out: Output) -> dict[str, int]:
+    """Change the formation of the running release; returns the new formation.
+
+    Up: the new containers start (next free nums) and must be healthy before the router gets them.
+    Down: the router drops the removed containers first, then they stop. No new release."""
+    release = running_release(p, app)
+    assert release.build is not None
+    types = release.build.process_types
+    for ptype in changes:
+        if ptype not in types:
+            raise ValidationError(f"{app} has no process type {ptype!r}; it declares: {', '.join(types)}")
+    formation = {t: n for t, n in {**apps.get_formation(p.store, app), **changes}.items() if n > 0}
+    d = deployment_for(p, release, formation)
+    existing = [i.name for i in p.backend.instances(app)]
+    todo = rollout.scale_plan(app, release.version, types, existing, formation)
+    out.step(f"Scaling {app}:v{release.version} ({_describe(formation)})")
+    started = (
+        rollout.launch_specs(p.backend, d, [rollout.spec(d, n.type, n.num) for n in todo.start], out.detail)
+        if todo.start
+        else []
+    )
+    try:
+        if todo.routed_change:
+            leaving = {str(n) for n in todo.stop}
+            live = [
+                i
+                for i in p.backend.instances(app)
+                if i.name.version == release.version and str(i.name) not in leaving
+            ]
+            out.step("Switching the router")
+            publish(p, app, rollout.endpoints(live))
+        apps.set_formation(p.store, app, formation)
+    except BaseException:
+        rollout.stop_all(p.backend, [str(i.name) for i in started], 0)
+        raise
+    if todo.stop:
+        rollout.stop_all(p.backend, [str(n) for n in todo.stop], p.settings.stop_grace)
+        out.detail(f"stopped {', '.join(str(n) for n in todo.stop)}")
+    events.record(p.store, app, user, f"{user} scaled {_describe(changes)}")
+    out.step(f"done, {app}:v{release.version} runs {_describe(formation)}")
+    return formation
+
+
+def restart(p: Platform, app: str, ptype: str | None, num: int | None, user: str, out: Output) -> list[str]:
+    """Restart the running release's containers (all, one type, or one), one at a time.
+
+    A routed container is moved aside (renamed; the router still reaches it), its replacement starts
+    under the real name and must be healthy, the router switches, then the old one stops: no request
+    fails. Other containers stop, then start again."""
+    release = running_release(p, app)
+    assert release.build is not None
+    types = release.build.process_types
+    if ptype is not None and ptype not in types:
+        raise ValidationError(f"{app} has no process type {ptype!r}; it declares: {', '.join(types)}")
+    d = deployment_for(p, release)
+    chosen = [
+        i.name
+        for i in p.backend.instances(app)
+        if i.name.version == release.version
+        and i.name.type in types
+        and ptype in (None, i.name.type)
+        and num in (None, i.name.num)
+    ]
+    if not chosen:
+        what = f"{ptype}.{num}" if num is not None else (ptype or "process")
+        raise NotFound(f"{app} runs no {what}: see ps")
+    out.step(f"Restarting {', '.join(f'{n.type}.{n.num}' for n in chosen)} of {app}:v{release.version}")
+    for name in chosen:
+        spec = rollout.spec(d, name.type, name.num)
+        if spec.port is None:
+            p.backend.stop(str(name), p.settings.stop_grace)
+            p.backend.start(spec)
+            out.detail(f"restarted {name}")
+        else:
+            _restart_routed(p, d, spec, out)
+    events.record(p.store, app, user, f"{user} restarted {', '.join(f'{n.type}.{n.num}' for n in chosen)}")
+    out.step(f"done, {app}:v{release.version} restarted")
+    return [str(n) for n in chosen]
+
+
+def _restart_routed(p: Platform, d: rollout.Deployment, spec: ContainerSpec, out: Output) -> None:
+    name = str(spec.name)
+    aside = f"{name}.retiring"
+    p.backend.stop(aside, 0)  # left over from an interrupted restart
+    p.backend.rename(name, aside)
+    try:
+        rollout.launch_specs(p.backend, d, [spec], out.detail)
+    except BaseException:
+        p.backend.rename(aside, name)
+        raise
+    try:
+        live = [i for i in p.backend.instances(d.app) if i.name.version == d.version]
+        publish(p, d.app, rollout.endpoints(live))
+    except BaseException:
+        p.backend.stop(name, 0)
+        p.backend.rename(aside, name)
+        raise
+    p.backend.stop(aside, p.settings.stop_grace)
+
+
+def run_argv(
+    p: Platform, app: str, command: list[str], *, interactive: bool, tty: bool
+) -> tuple[str, list[str]]:
+    """A one-off container of the running release with its config: its name and the attached argv.
+
+    Named APP_vN.run.K, K one more than the highest run of that release now."""
+    release = running_release(p, app)
+    d = deployment_for(p, release, {})
+    taken = [
+        i.name.num for i in p.backend.instances(app) if i.name.type == "run" and i.name.version == d.version
+    ]
+    spec = rollout.spec(d, "run", max(taken, default=0) + 1, command)
+    return str(spec.name), p.backend.run_argv(spec, interactive=interactive, tty=tty)
+
+
+__all__ = ["DeisError", "Platform", "deploy", "roll_out", "run_argv", "scale", "restart"]

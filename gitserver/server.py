@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import io
 import os
+import pty
 import signal
+import struct
+import termios
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -29,6 +35,7 @@ MAX_AUTH_FAILURES = 6
 MAX_STDIN = 1 << 20  # what a command may read from stdin (keys, .env files)
 GIT_VERBS = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
 KILL_GRACE = 10.0
+MAX_THREADS = 128
 
 
 def ensure_host_key(path: Path) -> asyncssh.SSHKey:
@@ -101,6 +108,9 @@ class Appliance:
 
     async def start(self, host: str | None = None, port: int | None = None) -> asyncssh.SSHAcceptor:
         key = ensure_host_key(self.settings.host_key)
+        # Handlers run in the loop's default executor; `logs -f` and `run` hold a thread for the whole
+        # session, so the default (CPUs + 4 threads) would let a few followers stall every session.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=MAX_THREADS))
         self._hooks = await hook_service.serve(self.deploy_socket)
         return await asyncssh.create_server(
             lambda: _Auth(self.store),
@@ -142,7 +152,8 @@ class Appliance:
         with contextlib.suppress(Exception):
             await process.stdout.drain()
             await process.stderr.drain()
-        process.exit(code)
+        with contextlib.suppress(Exception):  # the channel may be closed already
+            process.exit(code)
 
     def _user(self, name: str | None) -> apps.User:
         user = apps.get_user(self.store, name) if name else None
@@ -169,11 +180,155 @@ class Appliance:
         stdin = b""
         if cmd.stdin:
             stdin = await self._read_all(process)
+        loop = asyncio.get_running_loop()
+        closed = threading.Event()
+
+        interrupt: asyncio.Task[None] | None = None
+
+        async def attached(child_argv: list[str]) -> int:
+            if interrupt is not None:  # the child gets stdin (and its ^C) from here on
+                interrupt.cancel()
+                await asyncio.gather(interrupt, return_exceptions=True)
+            rc = await self.attach(process, child_argv)
+            if process.channel.is_closing():
+                closed.set()  # before the handler sees rc: it cleans up differently after a hang-up
+            return rc
+
+        def attach(child_argv: list[str]) -> int:
+            # Called from the handler's worker thread: the child runs on the event loop.
+            return asyncio.run_coroutine_threadsafe(attached(child_argv), loop).result()
+
         ctx = self._context(
-            process, user, stdout, stdin=stdin, tty=process.get_terminal_type() is not None, json=as_json
+            process,
+            user,
+            stdout,
+            stdin=stdin,
+            tty=process.get_terminal_type() is not None,
+            json=as_json,
+            closed=closed,
+            attach=attach,
         )
-        result = await asyncio.to_thread(cmd.func, ctx, args)
+        watcher = asyncio.create_task(self._watch_closed(process, closed))
+        if ctx.tty and not cmd.stdin:
+            interrupt = asyncio.create_task(self._watch_interrupt(process, closed))
+        try:
+            result = await asyncio.to_thread(cmd.func, ctx, args)
+        finally:
+            watcher.cancel()
+            if interrupt is not None:
+                interrupt.cancel()
         return int(result or 0)
+
+    @staticmethod
+    async def _watch_interrupt(process: asyncssh.SSHServerProcess[bytes], closed: threading.Event) -> None:
+        """On a pty the client's ^C (or ^D) arrives as a byte, not as a hang-up: it ends `logs -f` too."""
+        while True:
+            try:
+                data = await process.stdin.read(1024)
+            except (asyncssh.TerminalSizeChanged, asyncssh.BreakReceived, asyncssh.SignalReceived):
+                continue
+            except (asyncssh.Error, OSError):
+                return
+            if not data:
+                return  # EOF (ssh -tt < /dev/null) is not a request to stop
+            if b"\x03" in data or b"\x04" in data:
+                closed.set()
+                return
+
+    @staticmethod
+    async def _watch_closed(process: asyncssh.SSHServerProcess[bytes], closed: threading.Event) -> None:
+        await process.channel.wait_closed()
+        closed.set()
+
+    # -- attached children (run) ------------------------------------------------------------------
+    async def attach(self, process: asyncssh.SSHServerProcess[bytes], argv: list[str]) -> int:
+        """Run `argv` attached to the channel; its exit status (128+N if killed by signal N)."""
+        env = self._child_env()
+        if process.get_terminal_type() is None:
+            return await self._bridge(process, argv, env)
+        return await self._bridge_pty(process, argv, env)
+
+    def _child_env(self) -> dict[str, str]:
+        keep = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "TMPDIR")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
+        env["HOME"] = str(self.settings.state_dir)
+        return env
+
+    async def _bridge_pty(
+        self, process: asyncssh.SSHServerProcess[bytes], argv: list[str], env: dict[str, str]
+    ) -> int:
+        """Run `argv` on a new pty sized like the client's terminal; both directions pumped by hand,
+        so a resize reaches the pty (TIOCSWINSZ) and the child (SIGWINCH), and the output is read to
+        its end (EIO once the child and its children closed the pty) before the session exits."""
+        master, slave = pty.openpty()
+        os.set_blocking(master, False)
+        try:
+            _set_winsize(slave, process.get_terminal_size())
+            try:
+                child = await asyncio.create_subprocess_exec(
+                    *argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+                )
+            finally:
+                os.close(slave)
+            reader = asyncio.create_task(self._pump_from_pty(process, master))
+            writer = asyncio.create_task(self._pump_to_pty(process, master, child.pid))
+            closed = asyncio.create_task(process.channel.wait_closed())
+            waiting = asyncio.create_task(child.wait())
+            await asyncio.wait({waiting, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                await self._kill_group(child, waiting)
+            writer.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reader, 5.0)  # the output's tail, up to EIO
+            closed.cancel()
+            rc = await waiting
+        finally:
+            os.close(master)
+        return rc if rc >= 0 else 128 - rc
+
+    @staticmethod
+    async def _pump_from_pty(process: asyncssh.SSHServerProcess[bytes], master: int) -> None:
+        while True:
+            try:
+                await _fd_ready(master, write=False)
+                data = os.read(master, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:  # EIO: every holder of the pty's other end is gone
+                return
+            if not data:
+                return
+            try:
+                process.stdout.write(data)
+                await process.stdout.drain()
+            except (asyncssh.Error, OSError):
+                return
+
+    @staticmethod
+    async def _pump_to_pty(process: asyncssh.SSHServerProcess[bytes], master: int, pid: int) -> None:
+        while True:
+            try:
+                data = await process.stdin.read(65536)
+            except asyncssh.TerminalSizeChanged as exc:
+                _set_winsize(master, (exc.width, exc.height, exc.pixwidth, exc.pixheight))
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGWINCH)
+                continue
+            except (asyncssh.BreakReceived, asyncssh.SignalReceived):
+                continue  # the terminal is raw: ^C arrives as a byte, not as a signal
+            except (asyncssh.Error, OSError):
+                return
+            if not data:
+                return  # EOF: leave the pty open; the child ends the session
+            view = memoryview(data)
+            while view:
+                try:
+                    await _fd_ready(master, write=True)
+                    view = view[os.write(master, view) :]
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return
 
     @staticmethod
     async def _read_all(process: asyncssh.SSHServerProcess[bytes]) -> bytes:
@@ -297,6 +452,28 @@ class Appliance:
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
+
+
+async def _fd_ready(fd: int, *, write: bool) -> None:
+    """Wait until the non-blocking `fd` can be read (or written) without holding a thread."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    (loop.add_writer if write else loop.add_reader)(fd, wake)
+    try:
+        await ready
+    finally:
+        (loop.remove_writer if write else loop.remove_reader)(fd)
+
+
+def _set_winsize(fd: int, size: tuple[int, int, int, int]) -> None:
+    cols, rows, xpix, ypix = size
+    if cols and rows:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, xpix, ypix))
 
 
 async def serve(settings: Settings) -> None:

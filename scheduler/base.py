@@ -7,7 +7,9 @@ routing or health policy. `scheduler.rollout` drives any backend through a deplo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from appliance.names import ContainerName
 
@@ -37,6 +39,20 @@ class Instance:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+
+@dataclass(frozen=True)
+class LogLine:
+    time: float  # UNIX time the engine received the line
+    text: str  # without its newline
+
+
+class LogStream(Protocol):
+    """Lines of one container's output, oldest first; `close()` (from any thread) ends the iteration."""
+
+    def __iter__(self) -> Iterator[LogLine]: ...
+
+    def close(self) -> None: ...
 
 
 class Backend(ABC):
@@ -72,3 +88,19 @@ class Backend(ABC):
 
         Its exit status is the container command's: `run` and a release phase execute it.
         """
+
+    @abstractmethod
+    def log_stream(
+        self, name: str, *, tail: int | None = None, follow: bool = False, since: float | None = None
+    ) -> LogStream:
+        """The container's output with times: the last `tail` lines (None: all) of those written at
+        or after `since` (UNIX time), then, with `follow`, new lines as they come until the container
+        stops or the stream is closed. A missing container gives an empty stream."""
+
+    @abstractmethod
+    def rename(self, name: str, new_name: str) -> None:
+        """Give a container another name; it keeps running and keeps its host port.
+
+        `ps:restart` moves a routed container aside this way, so its replacement can take the fixed
+        name while the router still reaches the old one. Names that are not `APP_vN.TYPE.NUM` are not
+        listed by `instances`."""

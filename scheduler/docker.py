@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
 import socket
 import threading
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import docker
@@ -12,7 +15,7 @@ from docker.models.containers import Container
 
 from appliance.errors import DeployError, ServiceError
 from appliance.names import ContainerName
-from scheduler.base import Backend, ContainerSpec, Instance
+from scheduler.base import Backend, ContainerSpec, Instance, LogLine
 
 LABEL_PLATFORM = "io.deis.platform"
 LABEL_APP = "io.deis.app"
@@ -72,6 +75,56 @@ def run_argv(
     if spec.command:
         argv += spec.command
     return argv
+
+
+def parse_time(stamp: str) -> float:
+    """Docker's RFC 3339 time with nanoseconds (`2024-05-01T10:00:00.123456789Z`) as UNIX time."""
+    stamp = stamp.strip()
+    main, _, frac = stamp.rstrip("Z").partition(".")
+    try:
+        whole = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0.0
+    digits = "".join(c for c in frac if c.isdigit())[:9]
+    return whole + (int(digits) / 10 ** len(digits) if digits else 0.0)
+
+
+def parse_log_line(raw: bytes) -> LogLine:
+    """One line of `docker logs --timestamps`: `TIME text`."""
+    stamp, _, text = raw.partition(b" ")
+    return LogLine(parse_time(stamp.decode("ascii", "replace")), text.decode("utf-8", "replace").rstrip("\r"))
+
+
+class DockerLogStream:
+    """Lines of a docker-py log stream; `close()` from another thread shuts its socket."""
+
+    def __init__(self, chunks: Iterable[bytes] | None = None) -> None:
+        self._chunks = chunks
+        self._closed = False
+
+    def __iter__(self) -> Iterator[LogLine]:
+        if self._chunks is None:
+            return
+        buf = b""
+        try:
+            for chunk in self._chunks:
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    yield parse_log_line(line)
+        except Exception:  # noqa: BLE001 - a closed or vanished stream ends the lines, whatever the cause
+            return
+        if buf:
+            yield parse_log_line(buf)
+
+    def close(self) -> None:
+        self._closed = True
+        closer = getattr(self._chunks, "close", None)
+        if closer is not None:
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - closing an already broken socket
+                pass
 
 
 def free_port() -> int:
@@ -180,6 +233,29 @@ class DockerBackend(Backend):
 
     def run_argv(self, spec: ContainerSpec, *, interactive: bool = False, tty: bool = False) -> list[str]:
         return run_argv(spec, self.platform, interactive=interactive, tty=tty)
+
+    def log_stream(
+        self, name: str, *, tail: int | None = None, follow: bool = False, since: float | None = None
+    ) -> DockerLogStream:
+        try:
+            chunks = self.client.containers.get(name).logs(
+                stream=True,
+                follow=follow,
+                timestamps=True,
+                tail="all" if tail is None else tail,
+                since=since if since and since > 0 else None,
+            )
+        except docker.errors.NotFound:
+            return DockerLogStream(None)
+        except docker.errors.APIError as exc:
+            raise ServiceError(f"could not read the output of {name}: {exc.explanation or exc}") from exc
+        return DockerLogStream(chunks)
+
+    def rename(self, name: str, new_name: str) -> None:
+        try:
+            self.client.containers.get(name).rename(new_name)
+        except docker.errors.APIError as exc:
+            raise ServiceError(f"could not rename {name}: {exc.explanation or exc}") from exc
 
     def logs(self, name: str, tail: int = 20) -> str:
         try:

@@ -38,28 +38,30 @@ def plan(d: Deployment) -> list[ContainerSpec]:
             continue
         if ptype != "cmd" and ptype not in d.procfile:
             continue  # scaled type that this build no longer declares
-        command = None if ptype == "cmd" else ["/bin/sh", "-c", d.procfile[ptype]]
-        for num in range(1, count + 1):
-            name = ContainerName(d.app, d.version, ptype, num)
-            env = {
-                **d.config,
-                "PORT": str(d.port),
-                "DEIS_APP": d.app,
-                "DEIS_RELEASE": f"v{d.version}",
-                "DYNO": f"{ptype}.{num}",
-            }
-            specs.append(
-                ContainerSpec(
-                    name=name,
-                    image=d.image,
-                    command=command,
-                    env=env,
-                    port=d.port if ptype in ROUTED_TYPES else None,
-                    memory=d.memory.get(ptype),
-                    cpu_shares=d.cpu.get(ptype),
-                )
-            )
+        specs += [spec(d, ptype, num) for num in range(1, count + 1)]
     return specs
+
+
+def spec(d: Deployment, ptype: str, num: int, command: list[str] | None = None) -> ContainerSpec:
+    """One container of `d`: process type `ptype` (its Procfile command unless `command` is given)."""
+    if command is None and ptype != "cmd":
+        command = ["/bin/sh", "-c", d.procfile[ptype]]
+    env = {
+        **d.config,
+        "PORT": str(d.port),
+        "DEIS_APP": d.app,
+        "DEIS_RELEASE": f"v{d.version}",
+        "DYNO": f"{ptype}.{num}",
+    }
+    return ContainerSpec(
+        name=ContainerName(d.app, d.version, ptype, num),
+        image=d.image,
+        command=command,
+        env=env,
+        port=d.port if ptype in ROUTED_TYPES else None,
+        memory=d.memory.get(ptype),
+        cpu_shares=d.cpu.get(ptype),
+    )
 
 
 def launch(backend: Backend, d: Deployment, note: Callable[[str], None]) -> list[Instance]:
@@ -68,11 +70,17 @@ def launch(backend: Backend, d: Deployment, note: Callable[[str], None]) -> list
     On any failure every container started here is removed again, so a failed deploy leaves
     nothing behind, and the error goes up.
     """
-    specs = plan(d)
-    started: list[Instance] = []
     for leftover in backend.instances(d.app):
         if leftover.name.version == d.version:  # from an attempt at this release that died mid-way
             backend.stop(str(leftover.name), 0)
+    return launch_specs(backend, d, plan(d), note)
+
+
+def launch_specs(
+    backend: Backend, d: Deployment, specs: list[ContainerSpec], note: Callable[[str], None]
+) -> list[Instance]:
+    """`launch` for some containers of `d` only (scale up, restart)."""
+    started: list[Instance] = []
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(specs)))) as pool:
             for inst in pool.map(backend.start, specs):
@@ -100,13 +108,52 @@ def endpoints(instances: list[Instance]) -> list[str]:
 
 
 def retire(backend: Backend, app: str, keep_version: int, grace: float) -> list[str]:
-    """Stop and remove every container of `app` that is not of release `keep_version`."""
+    """Stop and remove every container of `app` that is not of release `keep_version`.
+
+    One-off containers (`run`, the release phase) are left alone: a `run` session outlives deploys."""
     old = [
         str(i.name)
         for i in backend.instances(app)
-        if i.name.version != keep_version and i.name.type not in ONE_OFF_TYPES  # one-offs outlive deploys
+        if i.name.version != keep_version and i.name.type not in ONE_OFF_TYPES
     ]
     if old:
         with ThreadPoolExecutor(max_workers=min(8, len(old))) as pool:
             list(pool.map(lambda n: backend.stop(n, grace), old))
     return old
+
+
+# -- scale: the formation of the running release changes, no new release (as in Deis v1) ----------
+@dataclass(frozen=True)
+class ScalePlan:
+    start: list[ContainerName]  # the next free nums of each type
+    stop: list[ContainerName]  # highest nums first
+
+    @property
+    def routed_change(self) -> bool:
+        return any(n.type in ROUTED_TYPES for n in self.start + self.stop)
+
+
+def scale_plan(
+    app: str, version: int, types: list[str], running: list[ContainerName], formation: dict[str, int]
+) -> ScalePlan:
+    """What to start and stop so that release `version` runs `formation` (pure).
+
+    `types` are the release's process types; containers of other types (one-off `run`s) and of other
+    releases are left alone. A type absent from `formation` is scaled to zero."""
+    mine = [n for n in running if n.version == version and n.type in types]
+    start: list[ContainerName] = []
+    stop: list[ContainerName] = []
+    for ptype in sorted(types):
+        nums = sorted(n.num for n in mine if n.type == ptype)
+        want = formation.get(ptype, 0)
+        if len(nums) > want:
+            stop += [ContainerName(app, version, ptype, k) for k in reversed(nums)][: len(nums) - want]
+        free = (k for k in range(1, want + len(nums) + 1) if k not in nums)
+        start += [ContainerName(app, version, ptype, next(free)) for _ in range(want - len(nums))]
+    return ScalePlan(start, stop)
+
+
+def stop_all(backend: Backend, names: list[str], grace: float) -> None:
+    if names:
+        with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+            list(pool.map(lambda n: backend.stop(n, grace), names))

@@ -7,9 +7,22 @@
     builds    builds, builds:create
     limits    limits, limits:set, limits:unset
     tags      tags, tags:set, tags:unset
+    ps        ps, ps:scale (scale), ps:restart
+    logs      logs [-n N] [-f] [--type TYPE]
+    run       run [--] CMD...: a one-off container, attached
 """
 
-from gitserver.commands import apps, builds, config, limits, releases, tags  # noqa: F401 - registers commands
+from gitserver.commands import (  # noqa: F401 - registers the commands
+    apps,
+    builds,
+    config,
+    limits,
+    logs,
+    ps,
+    releases,
+    run,
+    tags,
+)
 from gitserver.commands.apps import authorize_fetch, authorize_push
 from gitserver.commands.base import Context, command, registry
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -44,6 +46,12 @@ class Context:
     tty: bool = False
     json: bool = False
     no_wait: bool = False  # the client asked (SetEnv DEIS_NO_WAIT=1) to fail at once if the app is busy
+    # Set by the server once the client's channel closed: long-running handlers (logs -f) poll it.
+    closed: threading.Event = field(default_factory=threading.Event)
+    # Runs an argv attached to the client's channel (stdin, stdout, stderr; a pty if the client
+    # asked for one) and returns its exit status; the server kills it if the client goes away.
+    # Only `run` uses it; None outside an SSH session.
+    attach: Callable[[list[str]], int] | None = None
     _platform: pipeline.Platform | None = field(default=None, repr=False)
 
     @property

@@ -1,0 +1,146 @@
+"""logs: the app's container output merged with its platform events, ordered by time; -f follows.
+
+    APP[web.1]: GET /path
+    APP[deis]: alice scaled web=3
+
+Container output is what the engine keeps of the app's current containers (retired releases take
+theirs with them); events are releaser.events (30 days).
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from gitserver.commands.base import Context, command
+from releaser import events
+from releaser.events import Event
+from scheduler.base import Instance, LogStream
+
+POLL = 0.5  # how often -f looks for new containers and events
+
+
+@dataclass(frozen=True, order=True)
+class Entry:
+    time: float
+    source: str  # "web.1" or "deis"
+    text: str
+
+
+def render(app: str, entry: Entry) -> str:
+    return f"{app}[{entry.source}]: {entry.text}"
+
+
+def source(inst: Instance) -> str:
+    return f"{inst.name.type}.{inst.name.num}"
+
+
+def from_event(e: Event) -> Entry:
+    return Entry(e.time, "deis", e.message)
+
+
+def merge(lines: list[Entry], limit: int | None) -> list[Entry]:
+    """Ordered by time (stable for equal times), the last `limit` only."""
+    ordered = sorted(lines, key=lambda e: e.time)
+    return ordered[-limit:] if limit else ordered
+
+
+def _lines_arg(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of lines (1 or more), got {text!r}")
+    return int(text)
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--lines", type=_lines_arg, default=100, help="how many lines (default 100)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until you hang up")
+    p.add_argument("--type", "-t", dest="ptype", metavar="TYPE", help="only this process type's output")
+
+
+@command(
+    "logs",
+    "show an app's output and platform events; -f follows across deploys",
+    app=True,
+    args=_args,
+    examples=["ssh deis logs -n 50 --app myapp", "ssh deis logs -f --type web --app myapp"],
+)
+def logs(ctx: Context, args: argparse.Namespace) -> int:
+    app = ctx.app(args).name
+    backend = ctx.platform.backend
+    since = time.time()
+    current = [i for i in backend.instances(app) if args.ptype in (None, i.name.type)]
+    entries: list[Entry] = []
+    read_up_to: dict[str, float] = {}  # container id -> time of the last line read
+    for inst in current:
+        stream = backend.log_stream(str(inst.name), tail=args.lines)
+        got = [Entry(ln.time, source(inst), ln.text) for ln in stream]
+        read_up_to[inst.id] = got[-1].time if got else since
+        entries += got
+    seen: set[Event] = set()
+    if args.ptype is None:
+        recent = events.recent(ctx.store, app)
+        seen.update(recent)
+        entries += [from_event(e) for e in recent[-args.lines :]]
+    for entry in merge(entries, args.lines):
+        ctx.print(render(app, entry))
+    if args.follow:
+        _follow(ctx, app, args.ptype, read_up_to, seen, since)
+    return 0
+
+
+def _follow(
+    ctx: Context, app: str, ptype: str | None, read_up_to: dict[str, float], seen: set[Event], since: float
+) -> None:
+    """Print new output and events until the client hangs up; new containers are picked up as they
+    appear (a deploy, a scale, a restart), with all of their output."""
+    backend = ctx.platform.backend
+    lines: queue.Queue[Entry] = queue.Queue()
+    followed: dict[str, tuple[LogStream, threading.Thread]] = {}  # container id -> its stream
+
+    def pump(stream: LogStream, src: str, after: float | None) -> None:
+        for ln in stream:
+            if after is None or ln.time > after:  # `since` includes the last line already shown
+                lines.put(Entry(ln.time, src, ln.text))
+
+    def watch(inst: Instance) -> None:
+        # Known at the start: from the last line read on. New: everything it wrote.
+        after = read_up_to.get(inst.id)
+        stream = backend.log_stream(str(inst.name), follow=True, since=after)
+        args = (stream, source(inst), after)
+        t = threading.Thread(target=pump, args=args, name=f"logs-{inst.name}", daemon=True)
+        t.start()
+        followed[inst.id] = (stream, t)
+
+    try:
+        next_poll = 0.0
+        while not ctx.closed.is_set():
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + POLL
+                listed = backend.instances(app)
+                for inst in listed:
+                    if inst.id not in followed and ptype in (None, inst.name.type):
+                        watch(inst)
+                # Forget containers that are gone and whose stream ended, so a follow across many
+                # deploys stays small. (A container renamed aside by ps:restart is unlisted but still
+                # streams until it stops.)
+                ids = {i.id for i in listed}
+                for cid in [c for c, (_, t) in followed.items() if c not in ids and not t.is_alive()]:
+                    del followed[cid]
+                if ptype is None:
+                    for e in events.recent(ctx.store, app):
+                        if e not in seen and e.time >= since - 1:
+                            seen.add(e)
+                            ctx.print(render(app, from_event(e)))
+            try:
+                entry = lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            ctx.print(render(app, entry))
+    finally:
+        for stream, _ in followed.values():
+            stream.close()
+        for _, t in followed.values():
+            t.join(timeout=2)
