@@ -133,7 +133,7 @@ def port_factory() -> Callable[[], int]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path / "state", http_port=free_port())
+    return Settings(state_dir=tmp_path / "state", http_port=free_port(), https_port=free_port())
 
 
 @dataclass
