@@ -17,10 +17,11 @@ import builders
 from appliance.errors import DeisError, ValidationError
 from appliance.output import Output
 from appliance.settings import Settings
-from releaser import apps, events, releases
+from releaser import apps, domains, events, releases
 from releaser.releases import Release
 from releaser.store import Store
 from routerconf import Router
+from routerconf.site import Cert, Site
 from scheduler import rollout
 from scheduler.base import Backend
 from scheduler.docker import DockerBackend
@@ -107,8 +108,17 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
 
 
 def publish(p: Platform, app: str, endpoints: list[str]) -> None:
-    """Point the router at `endpoints`: the one place the pipeline talks to routerconf."""
-    p.router.publish(app, endpoints)
+    """Point the router at `endpoints`, with the app's domains, certificate and router settings from
+    etcd: the one place the pipeline talks to routerconf."""
+    state = domains.site(p.store, app)
+    cert = Cert(str(state.cert["chain"]), str(state.cert["key"])) if state.cert else None
+    p.router.publish(app, endpoints, Site(domains=tuple(state.domains), cert=cert, options=state.options))
+
+
+def republish(p: Platform, app: str) -> None:
+    """Render APP's router block again (a domain, certificate or router setting changed) with the
+    endpoints of its running instances. Callers hold the app's lock."""
+    publish(p, app, rollout.endpoints(p.backend.instances(app)))
 
 
 def _port(release: Release) -> int:
@@ -125,4 +135,4 @@ def _describe(formation: dict[str, int]) -> str:
     return ", ".join(f"{t}={n}" for t, n in sorted(formation.items())) or "scaled to zero"
 
 
-__all__ = ["DeisError", "Platform", "deploy", "roll_out"]
+__all__ = ["DeisError", "Platform", "deploy", "publish", "republish", "roll_out"]

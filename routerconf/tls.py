@@ -40,7 +40,8 @@ def split_bundle(text: str) -> tuple[str, str]:
     """One stdin text holding certificates and a private key -> (certificates PEM, key PEM)."""
     if len(text) > MAX_PEM:
         raise ValidationError(f"the certificate input is larger than {MAX_PEM // 1024} KiB")
-    certs, keys = [], []
+    certs: list[str] = []
+    keys: list[str] = []
     current: list[str] | None = None
     for raw in text.splitlines():
         line = raw.strip()

@@ -257,7 +257,9 @@ def test_bad_candidate_is_refused_and_the_old_config_keeps_serving(
     assert pid is not None
     workers = proc.children(pid)
 
-    monkeypatch.setattr(routerconf.router, "render_app", lambda *a, **k: "server {\n    bogus_directive on;\n}\n")
+    monkeypatch.setattr(
+        routerconf.router, "render_app", lambda *a, **k: "server {\n    bogus_directive on;\n}\n"
+    )
     with pytest.raises(RouterError) as info:
         router.publish("myapp", ["127.0.0.1:1"])
     message = str(info.value)

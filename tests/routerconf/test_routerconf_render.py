@@ -292,7 +292,7 @@ UNSAFE_VALUES: list[object] = [
     "a;b",
     "a{",
     "a}",
-    "\"",
+    '"',
     "'",
     "$host",
     "a\nb",
