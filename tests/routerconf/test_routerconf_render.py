@@ -29,6 +29,7 @@ http {
     default_type application/octet-stream;
     server_tokens off;
     server_names_hash_bucket_size 128;
+    server_names_hash_max_size 16384;
     sendfile on;
     tcp_nodelay on;
     keepalive_timeout 65s;
@@ -72,9 +73,20 @@ http {
     proxy_send_timeout 1200s;
     proxy_read_timeout 1200s;
 
+    # TLS. Only servers with their own certificate load one; an app's APP.DOMAIN server has none
+    # and so answers with the default server's (the platform certificate), which keeps reloads
+    # cheap with many apps.
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers off;
+    ssl_session_cache shared:deis_tls:10m;
+    ssl_session_timeout 1h;
+
     # Hosts that name no app.
     server {
         listen 80 default_server;
+        listen 443 ssl default_server;
+        ssl_certificate certs/platform.crt;
+        ssl_certificate_key certs/platform.key;
         server_name _;
         default_type text/plain;
         return 404 "no app here\\n";
