@@ -88,13 +88,13 @@ class Router:
         text = render_main(self.settings, user=self.user)
         with self._locked():
             self._layout()
-            self._ensure_platform_cert()
+            renewed = self._ensure_platform_cert()
             changed = not self.conf.exists() or self.conf.read_text() != text
             if changed:
                 self._install(text, self.conf, label="nginx.conf")
             pid = self._pid()
             if pid is not None:
-                if changed:
+                if changed or renewed:
                     self._reload(pid)
                 return
             self._spawn()
@@ -236,9 +236,9 @@ class Router:
             Path(name).unlink(missing_ok=True)
             raise
 
-    def _ensure_platform_cert(self) -> None:
+    def _ensure_platform_cert(self) -> bool:
         """The self-signed certificate of the default https server; made again if missing or if it
-        does not cover the platform domain (the domain changed)."""
+        does not cover the platform domain (the domain changed). True if it was (re)made."""
         crt, key = (self.dir / p for p in PLATFORM_CERT)
         domain = self.settings.domain.lower()
         if crt.exists() and key.exists():
@@ -247,10 +247,11 @@ class Router:
             except ValueError:
                 names = ()
             if domain in names and f"*.{domain}" in names:
-                return
+                return False
         cert = tls.self_signed(domain)
         self._write_private(key, cert.key)
         self._write_private(crt, cert.chain)
+        return True
 
     def _write_cert(self, app: str, cert: Cert) -> list[Path]:
         """Write APP's certificate files unless they exist; returns the ones written here."""

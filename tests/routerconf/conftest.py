@@ -71,6 +71,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.seen.append({k.lower(): v for k, v in self.headers.items()})
+        if self.path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
+            self._echo_upgraded()
+            return
         if self.path.startswith("/sleep/"):  # /sleep/SECONDS: a slow request
             time.sleep(float(self.path.rsplit("/", 1)[1]))
         data = self.server.body.encode()
@@ -79,6 +82,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        data = f"got {len(self.rfile.read(length))} bytes\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _echo_upgraded(self) -> None:
+        """Accept a websocket-style upgrade (101), then echo raw bytes until the client closes."""
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        while data := self.connection.recv(4096):
+            self.connection.sendall(data)
 
     def log_message(self, format: str, *args: object) -> None:
         pass

@@ -319,7 +319,9 @@ def test_render_app_refuses_a_bad_domain_even_if_it_got_this_far(bad: str) -> No
         render_app("myapp", "localhost", [], 80, site=Site(domains=(bad,)))
 
 
-@pytest.mark.parametrize("options", [{"body_size": "1m;"}, {"evil": "1"}, {"whitelist": "1.2.3.4; allow all"}])
+@pytest.mark.parametrize(
+    "options", [{"body_size": "1m;"}, {"evil": "1"}, {"whitelist": "1.2.3.4; allow all"}]
+)
 def test_render_app_refuses_bad_settings_even_if_they_got_this_far(options: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         render_app("myapp", "localhost", [], 80, site=Site(options=options))
