@@ -101,7 +101,7 @@ APP_TWO_ENDPOINTS = """\
 upstream app_myapp {
     server 127.0.0.1:32768 max_fails=0;
     server 127.0.0.1:32769 max_fails=0;
-    keepalive 16;
+    keepalive 64;
 }
 
 server {

@@ -218,7 +218,7 @@ APP_FULL = """\
 # App myapp. Rendered by routerconf from templates/app.conf.j2, replaced on every deploy.
 upstream app_myapp {
     server 127.0.0.1:5000 max_fails=0;
-    keepalive 16;
+    keepalive 64;
 }
 
 server {
