@@ -154,7 +154,7 @@ def certs_add(ctx: Context, args: argparse.Namespace) -> int:
     info = tls.load(chain, key)
     names = domains.list_domains(ctx.store, app.name)
     if not names:
-        raise UsageError(f"{app.name} has no custom domain: add one first (domains:add DOMAIN)")
+        raise ValidationError(f"{app.name} has no custom domain: add one first (domains:add DOMAIN)")
     uncovered = [d.domain for d in names if not tls.covers(info.names, d.domain)]
     if uncovered:
         raise ValidationError(

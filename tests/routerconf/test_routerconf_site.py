@@ -245,6 +245,14 @@ server {
     location / {
         proxy_pass http://app_myapp;
         proxy_next_upstream error timeout http_502 http_503;
+        # No container answered (all stopped or crashed since the last deploy): a clear 503, not
+        # nginx's bare 502. An app's own 502 passes through unchanged.
+        error_page 502 =503 @unavailable;
+    }
+
+    location @unavailable {
+        default_type text/plain;
+        return 503 "myapp has no healthy web process right now; please try again later\\n";
     }
 }
 
@@ -274,6 +282,14 @@ server {
     location / {
         proxy_pass http://app_myapp;
         proxy_next_upstream error timeout http_502 http_503;
+        # No container answered (all stopped or crashed since the last deploy): a clear 503, not
+        # nginx's bare 502. An app's own 502 passes through unchanged.
+        error_page 502 =503 @unavailable;
+    }
+
+    location @unavailable {
+        default_type text/plain;
+        return 503 "myapp has no healthy web process right now; please try again later\\n";
     }
 }
 """

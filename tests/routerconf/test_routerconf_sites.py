@@ -177,6 +177,18 @@ def test_maintenance_page(router: Router, settings: Settings, backend, http_get:
     assert http_get(settings.http_port, "myapp.localhost").status == 200
 
 
+def test_no_healthy_container_gives_a_clear_503(
+    router: Router, settings: Settings, backend_factory, port_factory, http_get: Callable
+) -> None:
+    """Endpoints that all stopped answering since the last publish: 503 and a page, not a bare 502."""
+    dead = [f"127.0.0.1:{port_factory()}", f"127.0.0.1:{port_factory()}"]
+    router.publish("myapp", dead)
+    resp = http_get(settings.http_port, "myapp.localhost")
+    assert resp.status == 503
+    assert resp.body == "myapp has no healthy web process right now; please try again later\n"
+    assert resp.headers["content-type"].startswith("text/plain")
+
+
 def test_body_size(router: Router, settings: Settings, backend) -> None:
     router.publish("myapp", [backend.endpoint], Site(options={"body_size": "1k"}))
 
