@@ -71,8 +71,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.startswith("/sleep/"):  # /sleep/SECONDS: a slow request
             time.sleep(float(self.path.rsplit("/", 1)[1]))
+        code = int(self.path.rsplit("/", 1)[1]) if self.path.startswith("/status/") else 200
         data = self.server.body.encode()
-        self.send_response(200)
+        self.send_response(code)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

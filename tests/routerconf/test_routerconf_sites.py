@@ -189,6 +189,14 @@ def test_no_healthy_container_gives_a_clear_503(
     assert resp.headers["content-type"].startswith("text/plain")
 
 
+def test_an_apps_own_502_passes_through(
+    router: Router, settings: Settings, backend, http_get: Callable
+) -> None:
+    router.publish("myapp", [backend.endpoint])
+    resp = http_get(settings.http_port, "myapp.localhost", "/status/502")
+    assert (resp.status, resp.body) == (502, "hello from backend\n")
+
+
 def test_body_size(router: Router, settings: Settings, backend) -> None:
     router.publish("myapp", [backend.endpoint], Site(options={"body_size": "1k"}))
 
