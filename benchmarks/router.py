@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.settings import Settings  # noqa: E402
-from routerconf import Router, tls  # noqa: E402
+from routerconf import Router, proc, tls  # noqa: E402
 from routerconf.render import render_app  # noqa: E402
 from routerconf.site import Site  # noqa: E402
 
@@ -173,6 +173,19 @@ def load(port: int, host: str, connections: int, seconds: float, procs: int) -> 
 
 
 # -- part 1 ------------------------------------------------------------------------------------------
+def cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU time of `pids` so far (from /proc; a gone process counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of the full line)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def proxy_overhead(args: argparse.Namespace, root: Path) -> None:
     settings = Settings(state_dir=root / "proxy", http_port=free_port(), https_port=free_port())
     router = Router(settings)
@@ -186,7 +199,13 @@ def proxy_overhead(args: argparse.Namespace, root: Path) -> None:
             f"proxy overhead: {args.rounds} x {args.seconds:.1f} s per side, {args.connections} connections,"
             f" {args.procs} client procs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
+        backend_pids = {"py": {py_proc.pid or 0}, "ng": proc.children(ng_pid)}
+        router_pid = router._pid()
+        assert router_pid is not None
         for name, app, port in (("python backend", "py", py_port), ("nginx backend", "ng", ng_port)):
+            # The CPU each side spends per request does not depend on how busy the machine is.
+            cpu = {"router": 0.0, "backend": 0.0}
+            count = 0
             targets = {"direct": (port, "x"), "router": (settings.http_port, f"{app}.localhost")}
             for p, host in targets.values():  # warm up
                 load(p, host, args.connections, 0.5, args.procs)
@@ -195,7 +214,14 @@ def proxy_overhead(args: argparse.Namespace, root: Path) -> None:
             for k in range(args.rounds):
                 for label in ("direct", "router") if k % 2 == 0 else ("router", "direct"):
                     p, host = targets[label]
-                    runs[label].append(load(p, host, args.connections, args.seconds, args.procs))
+                    workers = proc.children(router_pid)
+                    before = cpu_seconds(workers), cpu_seconds(backend_pids[app])
+                    result = load(p, host, args.connections, args.seconds, args.procs)
+                    runs[label].append(result)
+                    if label == "router":
+                        cpu["router"] += cpu_seconds(workers) - before[0]
+                        cpu["backend"] += cpu_seconds(backend_pids[app]) - before[1]
+                        count += int(result[0] * args.seconds)
             print(f"  {name}:")
             medians = {}
             for label, rs in runs.items():
@@ -209,6 +235,10 @@ def proxy_overhead(args: argparse.Namespace, root: Path) -> None:
                 )
             ratio = medians["router"] / medians["direct"] * 100
             print(f"    router/direct: {ratio:.0f}% of requests/s (target >= 85%)")
+            print(
+                f"    CPU per request through the router: nginx {cpu['router'] / count * 1e6:.0f} us,"
+                f" backend {cpu['backend'] / count * 1e6:.0f} us (over {count} requests)"
+            )
     finally:
         router.stop()
         py_proc.terminate()
