@@ -26,8 +26,10 @@ from routerconf.site import Cert, Site, check_options
 from routerconf.site import check_domain as check_domain_custom
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
-# Where the certificate files live, relative to the nginx dir (see routerconf.router).
-PLATFORM_CERT: Final = ("certs/platform.crt", "certs/platform.key")
+# Where the certificate files live, relative to the nginx dir (see routerconf.router). The platform's
+# name starts with `_`, which no app name does, so no app's files can ever be mistaken for it.
+CERT_DIGEST: Final = 16
+PLATFORM_CERT: Final = ("certs/_platform.crt", "certs/_platform.key")
 
 # What a template may print: hostnames (a leading `*.` for wildcards), "10.1.2.3:5000", CIDRs (also
 # IPv6, which may start with `:`), relative or absolute paths. No spaces, no quotes, no `;{}$#`, no
@@ -136,7 +138,7 @@ def render_main(
 def cert_files(app: str, cert: Cert) -> tuple[str, str]:
     """Where APP's certificate and key live (relative to the nginx dir). The name carries a hash of
     the content, so a live config never points at a file that a later publish rewrites."""
-    digest = hashlib.sha256(f"{cert.chain}\0{cert.key}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{cert.chain}\0{cert.key}".encode()).hexdigest()[:CERT_DIGEST]
     return f"certs/{check_app(app)}.{digest}.crt", f"certs/{app}.{digest}.key"
 
 

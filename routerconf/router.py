@@ -4,7 +4,7 @@ Layout of `settings.nginx_dir` (nginx runs with `-p` set to it, so every path in
 
     nginx.conf          the main config (render_main); includes apps/*.conf
     apps/APP.conf       one app's upstream and servers (render_app); replaced atomically
-    certs/              0700; platform.crt/.key (self-signed, made at start for DOMAIN and *.DOMAIN)
+    certs/              0700; _platform.crt/.key (self-signed, made at start for DOMAIN and *.DOMAIN)
                         and APP.HASH.crt/.key (certs:add), 0600, named by content so a live config
                         never points at a file being rewritten; an app's old ones go once unused
     staging/            candidates being checked; never included by the live config
@@ -13,10 +13,14 @@ Layout of `settings.nginx_dir` (nginx runs with `-p` set to it, so every path in
     nginx.pid           the master's pid: the only process `stop()` and `reload()` signal
     .lock               flock'd around every change, so publishes from several processes take turns
 
-A candidate goes live only after `nginx -t` passed on a test main config that includes every other
-app's live file plus the candidate, so one app's bad block (or certificate) can neither go live nor
-break a reload: that app keeps its last good block, the caller gets nginx's message, and every other
-app's publish goes on as before.
+A candidate goes live only after `nginx -t` passed on it: with nginx running, on a test main config
+that includes just the candidate (cheap with 1,000 apps: about 0.04 s against 0.2-0.5 s for the
+whole config), then the reload checks the whole: nginx's master parses the new configuration
+completely before it changes anything and keeps the old one serving if it fails, and then the
+candidate is taken back and nginx reloaded again. Without a running nginx, the candidate is checked
+among every other app's live file. Either way one app's bad block (or certificate) can neither go
+live nor break a later reload: that app keeps its last good block, the caller gets nginx's message,
+and every other app's publish goes on as before.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from appliance.names import check_app
 from appliance.settings import Settings
 from routerconf import proc, tls
 from routerconf.commands import NGINX_BIN, nginx_argv, nginx_test_argv
-from routerconf.render import PLATFORM_CERT, cert_files, default_user, render_app, render_main
+from routerconf.render import CERT_DIGEST, PLATFORM_CERT, cert_files, default_user, render_app, render_main
 from routerconf.site import Cert, Site
 
 TEMP_DIRS: Final = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -265,8 +269,9 @@ class Router:
 
     def _prune_certs(self, app: str, live_text: str) -> None:
         """Remove APP's certificate files that its live config no longer names."""
-        for path in self.certs.glob(f"{check_app(app)}.*"):
-            if f"certs/{path.name};" not in live_text:
+        mine = re.compile(rf"{re.escape(check_app(app))}\.[0-9a-f]{{{CERT_DIGEST}}}\.(?:crt|key)")
+        for path in self.certs.iterdir():
+            if mine.fullmatch(path.name) and f"certs/{path.name};" not in live_text:
                 path.unlink(missing_ok=True)
 
     def _live_includes(self, replacing: Path) -> list[str]:

@@ -85,8 +85,8 @@ http {
     server {
         listen 80 default_server;
         listen 443 ssl default_server;
-        ssl_certificate certs/platform.crt;
-        ssl_certificate_key certs/platform.key;
+        ssl_certificate certs/_platform.crt;
+        ssl_certificate_key certs/_platform.key;
         server_name _;
         default_type text/plain;
         return 404 "no app here\\n";

@@ -72,8 +72,8 @@ def test_custom_domains_route_by_host(
 
 # -- TLS -------------------------------------------------------------------------------------------
 def test_platform_certificate_made_at_start(router: Router, settings: Settings, backend) -> None:
-    crt = settings.nginx_dir / "certs" / "platform.crt"
-    key = settings.nginx_dir / "certs" / "platform.key"
+    crt = settings.nginx_dir / "certs" / "_platform.crt"
+    key = settings.nginx_dir / "certs" / "_platform.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and stat.S_IMODE(crt.stat().st_mode) == 0o600
     assert stat.S_IMODE((settings.nginx_dir / "certs").stat().st_mode) == 0o700
     assert tls.names_of(crt.read_text()) == ("localhost", "*.localhost")
@@ -95,7 +95,7 @@ def test_platform_certificate_follows_the_domain(settings: Settings, tracker, ba
     tracker.note(r)
     settings.domain = "apps.example.net"
     r.start()
-    crt = settings.nginx_dir / "certs" / "platform.crt"
+    crt = settings.nginx_dir / "certs" / "_platform.crt"
     assert tls.names_of(crt.read_text()) == ("apps.example.net", "*.apps.example.net")
     # start() reloaded nginx with the new certificate: the default server serves it
     assert peer_names(settings, "x.apps.example.net", str(crt)) == ("apps.example.net", "*.apps.example.net")
@@ -118,7 +118,7 @@ def test_app_certificate_is_served_by_sni(
     # APP.localhost keeps the platform certificate, which the test CA did not sign.
     with pytest.raises(ssl.SSLCertVerificationError):
         peer_names(settings, "myapp.localhost", ca)
-    platform = str(settings.nginx_dir / "certs" / "platform.crt")
+    platform = str(settings.nginx_dir / "certs" / "_platform.crt")
     assert peer_names(settings, "myapp.localhost", platform, check_hostname=False) == (
         "localhost",
         "*.localhost",
@@ -139,13 +139,30 @@ def test_app_certificate_is_served_by_sni(
     assert http_get(settings.http_port, WWW).status == 200
 
 
+def test_an_app_named_like_a_certificate_file_touches_only_its_own(
+    router: Router, settings: Settings, backend, test_ca
+) -> None:
+    certs = settings.nginx_dir / "certs"
+    chain, key = test_ca.issue([WWW])
+    router.publish("other", [backend.endpoint], Site(domains=(WWW,), cert=tls.load(chain, key).cert))
+    before = sorted(p.name for p in certs.iterdir())
+    for app in ("platform", "_platform", "other-x", "o"):
+        try:
+            router.publish(app, [backend.endpoint])
+            router.remove(app)
+        except DeisError:
+            pass  # "_platform" is no app name
+    assert sorted(p.name for p in certs.iterdir()) == before
+    assert "_platform.crt" in before and "_platform.key" in before
+
+
 def test_https_enforce_and_hsts(router: Router, settings: Settings, backend, http_get: Callable) -> None:
     router.publish("myapp", [backend.endpoint], Site(options={"https_enforce": "true", "hsts": "600"}))
     resp = http_get(settings.http_port, "myapp.localhost", "/a/b?c=1")
     assert resp.status == 301
     assert resp.headers["location"] == f"https://myapp.localhost:{settings.https_port}/a/b?c=1"
     assert "strict-transport-security" not in resp.headers  # only over https
-    platform = str(settings.nginx_dir / "certs" / "platform.crt")
+    platform = str(settings.nginx_dir / "certs" / "_platform.crt")
     status, headers, body, _ = https_get(settings, "myapp.localhost", platform, check_hostname=False)
     assert (status, body) == (200, "hello from backend\n")
     assert headers["strict-transport-security"] == "max-age=600"
