@@ -1,9 +1,9 @@
 """The SSH command set, one module per namespace; importing this package registers them all.
 
-base      the registry, Context (output, listings, app resolution, the app lock)
-apps      help, apps:*, push/fetch authorization
-config    config, config:set, config:unset
-domains   domains:*, certs:*, router:* (what the router serves for an app)
+    base      the registry, Context (output, listings, app resolution, the app lock)
+    apps      help, apps:*, push/fetch authorization
+    config    config, config:set, config:unset
+    domains   domains:*, certs:*, router:* (what the router serves for an app)
 """
 
 from gitserver.commands import apps, config, domains
