@@ -17,10 +17,11 @@ import builders
 from appliance.errors import DeisError, NotFound, ValidationError
 from appliance.output import Output
 from appliance.settings import Settings
-from releaser import apps, events, releases
+from releaser import apps, domains, events, releases
 from releaser.releases import Build, Release
 from releaser.store import Store
 from routerconf import Router
+from routerconf.site import Cert, Site
 from scheduler import rollout
 from scheduler.base import Backend, ContainerSpec
 from scheduler.docker import DockerBackend
@@ -140,17 +141,30 @@ def fit_formation(build: Build, formation: dict[str, int]) -> dict[str, int]:
 
 
 def publish(p: Platform, app: str, endpoints: list[str]) -> None:
-    """Point the router at `endpoints`: the one place the pipeline talks to routerconf.
+    """Point the router at `endpoints`, with the app's domains, certificate and router settings from
+    etcd: the one place the pipeline talks to routerconf.
 
-    The endpoints are recorded too, so the reconciler knows what the router was last told.
+    The endpoints are recorded too, so the reconciler (and `republish`) know what the router was
+    last told.
     """
-    p.router.publish(app, endpoints)
+    state = domains.site(p.store, app)
+    cert = Cert(str(state.cert["chain"]), str(state.cert["key"])) if state.cert else None
+    p.router.publish(app, endpoints, Site(domains=tuple(state.domains), cert=cert, options=state.options))
     p.store.put(f"apps/{app}/routes", sorted(endpoints))
 
 
 def published(p: Platform, app: str) -> list[str] | None:
     routes = p.store.get(f"apps/{app}/routes")
     return None if routes is None else [str(r) for r in routes]
+
+
+def republish(p: Platform, app: str) -> None:
+    """Render APP's router block again (a domain, certificate or router setting changed) with the
+    endpoints the router has now. Callers hold the app's lock."""
+    endpoints = published(p, app)
+    if endpoints is None:
+        endpoints = rollout.endpoints(p.backend.instances(app))
+    publish(p, app, endpoints)
 
 
 def _port(release: Release) -> int:
@@ -291,4 +305,14 @@ def run_argv(
     return str(spec.name), p.backend.run_argv(spec, interactive=interactive, tty=tty)
 
 
-__all__ = ["DeisError", "Platform", "deploy", "roll_out", "run_argv", "scale", "restart"]
+__all__ = [
+    "DeisError",
+    "Platform",
+    "deploy",
+    "publish",
+    "republish",
+    "restart",
+    "roll_out",
+    "run_argv",
+    "scale",
+]

@@ -20,6 +20,7 @@ _ENV = {
     "ssh_host": "DEIS_SSH_HOST",
     "ssh_port": "DEIS_SSH_PORT",
     "http_port": "DEIS_HTTP_PORT",
+    "https_port": "DEIS_HTTPS_PORT",
     "etcd_port": "DEIS_ETCD_PORT",
     "etcd_peer_port": "DEIS_ETCD_PEER_PORT",
     "registry_port": "DEIS_REGISTRY_PORT",
@@ -38,6 +39,8 @@ class Settings:
     ssh_host: str = "0.0.0.0"
     ssh_port: int = 2222
     http_port: int = 80
+    # The router's TLS port (SNI: the platform certificate, or an app's own from certs:add).
+    https_port: int = 443
     etcd_port: int = 2379
     etcd_peer_port: int = 2380
     registry_port: int = 5000

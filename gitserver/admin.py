@@ -50,6 +50,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
         "ssh_host",
         "ssh_port",
         "http_port",
+        "https_port",
         "etcd_port",
         "etcd_peer_port",
         "registry_port",
@@ -156,6 +157,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--ssh-host", dest="ssh_host")
     up.add_argument("--ssh-port", dest="ssh_port", type=int)
     up.add_argument("--http-port", dest="http_port", type=int)
+    up.add_argument("--https-port", dest="https_port", type=int)
     up.add_argument("--etcd-port", dest="etcd_port", type=int)
     up.add_argument("--etcd-peer-port", dest="etcd_peer_port", type=int)
     up.add_argument("--registry-port", dest="registry_port", type=int)

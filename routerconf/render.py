@@ -8,6 +8,7 @@ so the usual failure is a clear message about the bad input, and `_finalize` is 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import re
@@ -17,15 +18,23 @@ from typing import Final
 
 import jinja2
 
-from appliance.errors import RouterError
+from appliance.errors import DeisError, RouterError
 from appliance.names import check_app
 from appliance.settings import Settings
+from routerconf import tls
+from routerconf.site import Cert, Site, check_options
+from routerconf.site import check_domain as check_domain_custom
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
+# Where the certificate files live, relative to the nginx dir (see routerconf.router). The platform's
+# name starts with `_`, which no app name does, so no app's files can ever be mistaken for it.
+CERT_DIGEST: Final = 16
+PLATFORM_CERT: Final = ("certs/_platform.crt", "certs/_platform.key")
 
-# What a template may print: hostnames, "10.1.2.3:5000", relative or absolute paths. No spaces,
-# no quotes, no `;{}$#`, no newlines.
-SAFE_RE: Final = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_.:/-]{0,254}")
+# What a template may print: hostnames (a leading `*.` for wildcards), "10.1.2.3:5000", CIDRs (also
+# IPv6, which may start with `:`), relative or absolute paths. No spaces, no quotes, no `;{}$#`, no
+# newlines: nothing that can end a directive or start a new one.
+SAFE_RE: Final = re.compile(r"(?:\*\.)?[A-Za-z0-9_./:][A-Za-z0-9_.:/-]{0,254}")
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 ENDPOINT_RE: Final = re.compile(rf"(?P<host>{_OCTET}(?:\.{_OCTET}){{3}}):(?P<port>[1-9][0-9]{{0,4}})")
@@ -116,23 +125,76 @@ def render_main(
     (relative to the directory the config file is in), which is how a candidate is tested."""
     if isinstance(user, _Auto):
         user = default_user()
+    https_port = settings.https_port
     return _env.get_template("nginx.conf.j2").render(
         user=check_user(user) if user is not None else None,
         http_port=check_port(settings.http_port),
+        https_port=check_port(https_port) if https_port else None,
+        platform_cert=PLATFORM_CERT,
         includes=list(includes) if includes is not None else None,
     )
 
 
-def render_app(app: str, domain: str, endpoints: list[str], http_port: int) -> str:
-    """apps/APP.conf: an upstream over `endpoints` and a server for APP.DOMAIN; a 503 page if none."""
+def cert_files(app: str, cert: Cert) -> tuple[str, str]:
+    """Where APP's certificate and key live (relative to the nginx dir). The name carries a hash of
+    the content, so a live config never points at a file that a later publish rewrites."""
+    digest = hashlib.sha256(f"{cert.chain}\0{cert.key}".encode()).hexdigest()[:CERT_DIGEST]
+    return f"certs/{check_app(app)}.{digest}.crt", f"certs/{app}.{digest}.key"
+
+
+def render_app(
+    app: str,
+    domain: str,
+    endpoints: list[str],
+    http_port: int,
+    *,
+    https_port: int | None = None,
+    site: Site | None = None,
+) -> str:
+    """apps/APP.conf: an upstream over `endpoints` and the app's servers; a 503 page if none.
+
+    One server answers APP.DOMAIN and the custom domains its certificate does not cover (over https
+    with the platform certificate); if the app has a certificate, a second server answers the
+    domains it covers, with it. `site.options` (router settings) apply to both."""
     check_app(app)
+    site = site or Site()
     unique: list[str] = []
     for endpoint in endpoints:
         if check_endpoint(endpoint) not in unique:
             unique.append(endpoint)
+    platform = check_domain(domain)
+    domains = [check_custom(d, platform) for d in site.domains]
+    options = check_options(dict(site.options))
+    if https_port is not None:
+        check_port(https_port)
+    cert = site.cert if https_port is not None else None
+    covered = [d for d in domains if cert is not None and tls.covers(tls.names_of(cert.chain), d)]
+    servers: list[dict[str, object]] = [
+        {"names": [f"{app}.{platform}", *(d for d in domains if d not in covered)], "cert": None}
+    ]
+    if cert is not None and covered:
+        servers.append({"names": covered, "cert": cert_files(app, cert)})
+    hsts = options.get("hsts", "false")
     return _env.get_template("app.conf.j2").render(
         app=app,
-        domain=check_domain(domain),
         endpoints=unique,
         http_port=check_port(http_port),
+        https_port=https_port,
+        servers=servers,
+        https_enforce=https_port is not None and options.get("https_enforce") == "true",
+        hsts=int(hsts) if https_port is not None and hsts != "false" else None,
+        whitelist=options["whitelist"].split(",") if "whitelist" in options else [],
+        body_size=options.get("body_size"),
+        connect_timeout=options.get("connect_timeout"),
+        read_timeout=options.get("read_timeout"),
+        send_timeout=options.get("send_timeout"),
+        maintenance=options.get("maintenance") == "true",
     )
+
+
+def check_custom(domain: str, platform: str) -> str:
+    """A custom domain as the renderer accepts it (RouterError, not ValidationError: a bug upstream)."""
+    try:
+        return check_domain_custom(domain, platform)
+    except DeisError as exc:
+        raise RouterError(str(exc)) from exc

@@ -60,6 +60,7 @@ class Harness:
             ssh_host="127.0.0.1",
             ssh_port=free_port(),
             http_port=free_port(),
+            https_port=free_port(),
             etcd_port=free_port(),
             etcd_peer_port=free_port(),
             registry_port=free_port(),

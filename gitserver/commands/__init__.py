@@ -10,12 +10,14 @@
     ps        ps, ps:scale (scale), ps:restart
     logs      logs [-n N] [-f] [--type TYPE]
     run       run [--] CMD...: a one-off container, attached
+    domains   domains:*, certs:*, router:* (what the router serves for an app)
 """
 
 from gitserver.commands import (  # noqa: F401 - registers the commands
     apps,
     builds,
     config,
+    domains,
     limits,
     logs,
     ps,
@@ -26,4 +28,4 @@ from gitserver.commands import (  # noqa: F401 - registers the commands
 from gitserver.commands.apps import authorize_fetch, authorize_push
 from gitserver.commands.base import Context, command, registry
 
-__all__ = ["Context", "apps", "authorize_fetch", "authorize_push", "command", "config", "registry"]
+__all__ = ["Context", "apps", "authorize_fetch", "authorize_push", "command", "config", "domains", "registry"]

@@ -21,6 +21,7 @@ import pytest
 
 from appliance.settings import Settings
 from routerconf import Router, proc
+from tests.pki import TestCA
 
 
 def free_port() -> int:
@@ -65,14 +66,37 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.seen.append({k.lower(): v for k, v in self.headers.items()})
+        if self.path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
+            self._echo_upgraded()
+            return
         if self.path.startswith("/sleep/"):  # /sleep/SECONDS: a slow request
             time.sleep(float(self.path.rsplit("/", 1)[1]))
+        code = int(self.path.rsplit("/", 1)[1]) if self.path.startswith("/status/") else 200
         data = self.server.body.encode()
-        self.send_response(200)
+        self.send_response(code)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        data = f"got {len(self.rfile.read(length))} bytes\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _echo_upgraded(self) -> None:
+        """Accept a websocket-style upgrade (101), then echo raw bytes until the client closes."""
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        while data := self.connection.recv(4096):
+            self.connection.sendall(data)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -133,7 +157,7 @@ def port_factory() -> Callable[[], int]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path / "state", http_port=free_port())
+    return Settings(state_dir=tmp_path / "state", http_port=free_port(), https_port=free_port())
 
 
 @dataclass
@@ -185,3 +209,8 @@ def router(settings: Settings, tracker: RouterTracker) -> Router:
     r.start()
     tracker.note(r)
     return r
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA.make(tmp_path_factory.mktemp("ca"))

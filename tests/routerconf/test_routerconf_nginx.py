@@ -238,7 +238,7 @@ def test_publish_before_start(settings: Settings, tracker, backend, http_get: Ca
     assert (settings.nginx_dir / "apps" / "myapp.conf").exists()
     with pytest.raises(RouterError):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(routerconf.router, "render_app", lambda *a: "server { bogus_directive; }\n")
+            mp.setattr(routerconf.router, "render_app", lambda *a, **k: "server { bogus_directive; }\n")
             r.publish("other", [])
     assert not (settings.nginx_dir / "apps" / "other.conf").exists()
     r.start()
@@ -257,7 +257,9 @@ def test_bad_candidate_is_refused_and_the_old_config_keeps_serving(
     assert pid is not None
     workers = proc.children(pid)
 
-    monkeypatch.setattr(routerconf.router, "render_app", lambda *a: "server {\n    bogus_directive on;\n}\n")
+    monkeypatch.setattr(
+        routerconf.router, "render_app", lambda *a, **k: "server {\n    bogus_directive on;\n}\n"
+    )
     with pytest.raises(RouterError) as info:
         router.publish("myapp", ["127.0.0.1:1"])
     message = str(info.value)
@@ -277,7 +279,7 @@ def test_candidate_is_checked_against_the_other_apps(
     """A block that is valid alone but clashes with another app's live block never goes live."""
     router.publish("one", [backend.endpoint])
     clash = "upstream app_one {\n    server 127.0.0.1:9;\n}\n"
-    monkeypatch.setattr(routerconf.router, "render_app", lambda *a: clash)
+    monkeypatch.setattr(routerconf.router, "render_app", lambda *a, **k: clash)
     with pytest.raises(RouterError, match="duplicate upstream"):
         router.publish("two", [backend.endpoint])
     assert not (settings.nginx_dir / "apps" / "two.conf").exists()

@@ -29,6 +29,7 @@ http {
     default_type application/octet-stream;
     server_tokens off;
     server_names_hash_bucket_size 128;
+    server_names_hash_max_size 16384;
     sendfile on;
     tcp_nodelay on;
     keepalive_timeout 65s;
@@ -72,9 +73,20 @@ http {
     proxy_send_timeout 1200s;
     proxy_read_timeout 1200s;
 
+    # TLS. Only servers with their own certificate load one; an app's APP.DOMAIN server has none
+    # and so answers with the default server's (the platform certificate), which keeps reloads
+    # cheap with many apps.
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers off;
+    ssl_session_cache shared:deis_tls:10m;
+    ssl_session_timeout 1h;
+
     # Hosts that name no app.
     server {
         listen 80 default_server;
+        listen 443 ssl default_server;
+        ssl_certificate certs/_platform.crt;
+        ssl_certificate_key certs/_platform.key;
         server_name _;
         default_type text/plain;
         return 404 "no app here\\n";
@@ -89,7 +101,7 @@ APP_TWO_ENDPOINTS = """\
 upstream app_myapp {
     server 127.0.0.1:32768 max_fails=0;
     server 127.0.0.1:32769 max_fails=0;
-    keepalive 16;
+    keepalive 64;
 }
 
 server {
@@ -100,6 +112,14 @@ server {
     location / {
         proxy_pass http://app_myapp;
         proxy_next_upstream error timeout http_502 http_503;
+        # No container answered (all stopped or crashed since the last deploy): a clear 503, not
+        # nginx's bare 502. An app's own 502 passes through unchanged.
+        error_page 502 =503 @unavailable;
+    }
+
+    location @unavailable {
+        default_type text/plain;
+        return 503 "myapp has no healthy web process right now; please try again later\\n";
     }
 }
 """
@@ -292,7 +312,7 @@ UNSAFE_VALUES: list[object] = [
     "a;b",
     "a{",
     "a}",
-    "\"",
+    '"',
     "'",
     "$host",
     "a\nb",

@@ -1,0 +1,333 @@
+"""Router benchmarks, each beside its baseline measured in the same run. 127.0.0.1 only, bounded.
+
+    python benchmarks/router.py [--seconds 1] [--rounds 6] [--connections 16] [--procs 1] [--apps 10,100,1000]
+
+1. Proxy overhead: requests/s and p99 latency of a small response (GET /, 6 bytes) through the
+   router's nginx vs straight to the backend, same client, same backend. Two backends: a small
+   asyncio HTTP/1.1 server in Python (what apps on this platform look like) and a second nginx
+   (`return 200`: a fast backend, where the proxy's own cost shows most).
+   Target: through the router >= 85% of direct.
+2. Publish time with N apps: render one app's block + `nginx -t` of the candidate + reload +
+   wait for the new workers (Router.publish), with 10, 100 and 1,000 apps live; also with every
+   app holding its own certificate; and, for comparison, `nginx -t` of the whole config (what
+   checking each candidate among all the others costs). Target: <= 0.5 s at 1,000 apps.
+
+The client is Python (asyncio, keep-alive, several processes); on a small machine it is often the
+bottleneck, which the report says when direct and proxied are both capped by it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from appliance.settings import Settings  # noqa: E402
+from routerconf import Router, proc, tls  # noqa: E402
+from routerconf.render import render_app  # noqa: E402
+from routerconf.site import Site  # noqa: E402
+
+BODY = b"hello\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- backends ----------------------------------------------------------------------------------------
+def _python_backend(port: int) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\n" + BODY
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head:
+                    break
+                writer.write(response)
+                if b"connection: close" in head.lower():
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def start_python_backend() -> tuple[int, mp.Process]:
+    port = free_port()
+    proc = mp.Process(target=_python_backend, args=(port,), daemon=True)
+    proc.start()
+    _wait_port(port)
+    return port, proc
+
+
+def start_nginx_backend(root: Path) -> tuple[int, int]:
+    """A second nginx answering `hello` on a free port; returns (port, master pid)."""
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "logs").mkdir(exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(
+        "daemon on; worker_processes 1; pid nginx.pid; error_log logs/error.log;\n"
+        "events { worker_connections 1024; }\n"
+        "http { access_log off; client_body_temp_path logs; proxy_temp_path logs;\n"
+        "  fastcgi_temp_path logs; uwsgi_temp_path logs; scgi_temp_path logs;\n"
+        f"  server {{ listen 127.0.0.1:{port}; keepalive_requests 100000;\n"
+        '    location / { default_type text/plain; return 200 "hello\\n"; } } }\n'
+    )
+    subprocess.run(["/usr/sbin/nginx", "-c", str(conf), "-p", f"{root}/"], check=True)
+    _wait_port(port)
+    return port, int((root / "nginx.pid").read_text())
+
+
+def _wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+# -- the client --------------------------------------------------------------------------------------
+async def _client(port: int, host: str, connections: int, seconds: float) -> tuple[int, list[float]]:
+    request = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    latencies: list[float] = []
+    errors = 0
+    stop = time.monotonic() + seconds
+
+    async def one() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                try:
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    # the server closed a kept-alive connection (nginx: keepalive_requests): reconnect
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                length, close = 0, False
+                for line in head.split(b"\r\n"):
+                    name = line.partition(b":")[0].lower()
+                    if name == b"content-length":
+                        length = int(line.partition(b":")[2])
+                    elif name == b"connection" and b"close" in line.lower():
+                        close = True
+                body = await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t)
+                if not head.startswith(b"HTTP/1.1 200") or body != BODY:
+                    errors += 1
+                if close:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one() for _ in range(connections)))
+    return errors, latencies
+
+
+def _client_proc(port: int, host: str, connections: int, seconds: float, q: mp.Queue) -> None:
+    q.put(asyncio.run(_client(port, host, connections, seconds)))
+
+
+def load(port: int, host: str, connections: int, seconds: float, procs: int) -> tuple[float, float, int]:
+    """(requests/s, p99 ms, errors) with `procs` client processes sharing `connections`."""
+    q: mp.Queue = mp.Queue()
+    per = max(1, connections // procs)
+    workers = [mp.Process(target=_client_proc, args=(port, host, per, seconds, q)) for _ in range(procs)]
+    for w in workers:
+        w.start()
+    results = [q.get(timeout=seconds + 60) for _ in workers]
+    for w in workers:
+        w.join(10)
+    lat = sorted(x for _, ls in results for x in ls)
+    errors = sum(e for e, _ in results)
+    p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
+    return len(lat) / seconds, p99, errors
+
+
+# -- part 1 ------------------------------------------------------------------------------------------
+def cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU time of `pids` so far (from /proc; a gone process counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of the full line)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def proxy_overhead(args: argparse.Namespace, root: Path) -> None:
+    settings = Settings(state_dir=root / "proxy", http_port=free_port(), https_port=free_port())
+    router = Router(settings)
+    py_port, py_proc = start_python_backend()
+    ng_port, ng_pid = start_nginx_backend(root / "backend-nginx")
+    try:
+        router.start()
+        router.publish("py", [f"127.0.0.1:{py_port}"])
+        router.publish("ng", [f"127.0.0.1:{ng_port}"])
+        print(
+            f"proxy overhead: {args.rounds} x {args.seconds:.1f} s per side, {args.connections} connections,"
+            f" {args.procs} client procs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+        backend_pids = {"py": {py_proc.pid or 0}, "ng": proc.children(ng_pid)}
+        router_pid = router._pid()
+        assert router_pid is not None
+        for name, app, port in (("python backend", "py", py_port), ("nginx backend", "ng", ng_port)):
+            # The CPU each side spends per request does not depend on how busy the machine is.
+            cpu = {"router": 0.0, "backend": 0.0}
+            count = 0
+            targets = {"direct": (port, "x"), "router": (settings.http_port, f"{app}.localhost")}
+            for p, host in targets.values():  # warm up
+                load(p, host, args.connections, 0.5, args.procs)
+            # Interleaved short rounds, so both sides see the same background load (a shared machine).
+            runs: dict[str, list[tuple[float, float, int]]] = {"direct": [], "router": []}
+            for k in range(args.rounds):
+                for label in ("direct", "router") if k % 2 == 0 else ("router", "direct"):
+                    p, host = targets[label]
+                    workers = proc.children(router_pid)
+                    before = cpu_seconds(workers), cpu_seconds(backend_pids[app])
+                    result = load(p, host, args.connections, args.seconds, args.procs)
+                    runs[label].append(result)
+                    if label == "router":
+                        cpu["router"] += cpu_seconds(workers) - before[0]
+                        cpu["backend"] += cpu_seconds(backend_pids[app]) - before[1]
+                        count += int(result[0] * args.seconds)
+            print(f"  {name}:")
+            medians = {}
+            for label, rs in runs.items():
+                medians[label] = statistics.median(r[0] for r in rs)
+                p99 = statistics.median(r[1] for r in rs)
+                errors = sum(r[2] for r in rs)
+                print(
+                    f"    {label:7} {medians[label]:7.0f} req/s (median of {len(rs)}; "
+                    f"{min(r[0] for r in rs):.0f}-{max(r[0] for r in rs):.0f})   p99 {p99:6.2f} ms   "
+                    f"errors {errors}"
+                )
+            ratio = medians["router"] / medians["direct"] * 100
+            print(f"    router/direct: {ratio:.0f}% of requests/s (target >= 85%)")
+            print(
+                f"    CPU per request through the router: nginx {cpu['router'] / count * 1e6:.0f} us,"
+                f" backend {cpu['backend'] / count * 1e6:.0f} us (over {count} requests)"
+            )
+    finally:
+        router.stop()
+        py_proc.terminate()
+        py_proc.join(5)
+        os.kill(ng_pid, signal.SIGQUIT)
+
+
+# -- part 2 ------------------------------------------------------------------------------------------
+def _timed(f: Callable[..., object], into: list[float]) -> Callable[..., object]:
+    def timed(*a: object, **k: object) -> object:
+        t0 = time.monotonic()
+        try:
+            return f(*a, **k)
+        finally:
+            into.append(time.monotonic() - t0)
+
+    return timed
+
+
+def publish_times(n: int, root: Path, with_certs: bool, repeat: int = 5) -> dict[str, float]:
+    settings = Settings(
+        state_dir=root / f"apps-{n}-{int(with_certs)}", http_port=free_port(), https_port=free_port()
+    )
+    router = Router(settings)
+    router.start()
+    try:
+        cert = tls.self_signed("example.com") if with_certs else None
+        t = time.monotonic()
+        for i in range(n):
+            site = Site(domains=(f"a{i}.example.com",), cert=cert)
+            if cert is not None:
+                router._write_cert(f"a{i}", cert)
+            text = render_app(
+                f"a{i}", settings.domain, [f"127.0.0.1:{20000 + i % 1000}"], settings.http_port,
+                https_port=settings.https_port, site=site,
+            )  # fmt: skip
+            (router.apps_dir / f"a{i}.conf").write_text(text)
+        render_all = time.monotonic() - t
+        router.reload()
+        spent: dict[str, list[float]] = {"_install": [], "_reload": []}
+        for name in spent:  # time the two parts of each publish: check the candidate, reload
+            setattr(router, name, _timed(getattr(router, name), spent[name]))
+        times = []
+        for k in range(repeat):
+            site = Site(domains=("a0.example.com",), cert=cert, options={"read_timeout": f"{60 + k}s"})
+            t = time.monotonic()
+            router.publish("a0", [f"127.0.0.1:{30000 + k}"], site)
+            times.append(time.monotonic() - t)
+        t = time.monotonic()
+        router._test(router.conf, label="nginx.conf")
+        whole = time.monotonic() - t
+        return {
+            "median": statistics.median(times),
+            "max": max(times),
+            "check": statistics.median(spent["_install"]),
+            "reload": statistics.median(spent["_reload"]),
+            "whole_t": whole,
+            "render_all": render_all,
+        }
+    finally:
+        router.stop()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=1.0, help="one round on one side")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--procs", type=int, default=1)
+    p.add_argument("--apps", default="10,100,1000")
+    p.add_argument("--skip-load", action="store_true")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="deis-bench-router-") as tmp:
+        root = Path(tmp)
+        if not args.skip_load:
+            proxy_overhead(args, root)
+        print("publish one app (render + nginx -t of the candidate + reload + new workers), 5 runs:")
+        for with_certs in (False, True):
+            for n in (int(x) for x in args.apps.split(",")):
+                r = publish_times(n, root, with_certs)
+                print(
+                    f"  {n:5} apps{' (each with a certificate)' if with_certs else ' ' * 26}"
+                    f"  publish median {r['median']:.3f} s, max {r['max']:.3f} s"
+                    f" (check {r['check']:.3f} + reload {r['reload']:.3f})"
+                    f"   | nginx -t of the whole config {r['whole_t']:.3f} s"
+                    f"   | render all {r['render_all']:.2f} s"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
