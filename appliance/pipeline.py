@@ -106,6 +106,33 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     return release
 
 
+def destroy(p: Platform, app: str, out: Output) -> None:
+    """Remove every trace of `app`: route, containers, images (local and registry), repo, etcd state.
+
+    Each step is idempotent and etcd goes last, so a destroy that fails half-way leaves an app that
+    still exists and can be destroyed again. The caller holds the app's lock.
+    """
+    from builders import registry  # destroy-only needs; kept here so the import block stays shared
+    from gitserver import repos
+
+    out.step(f"Destroying {app}")
+    apps.set_formation(p.store, app, {})  # nothing may bring containers back while we remove them
+    p.router.remove(app)
+    out.detail("router entry removed")
+    names = [str(i.name) for i in p.backend.instances(app)]
+    for name in names:
+        p.backend.stop(name, p.settings.stop_grace)
+    out.detail(f"removed containers: {', '.join(names)}" if names else "no containers")
+    local = registry.remove_local_images(builders.docker_client(), p.settings, app)
+    out.detail(f"removed local images: {', '.join(local)}" if local else "no local images")
+    tags = registry.delete_repository(p.settings, app)
+    out.detail(f"deleted from the registry: {', '.join(tags)}" if tags else "nothing in the registry")
+    repos.remove_repo(p.settings, app)
+    apps.destroy_app(p.store, app)
+    out.detail("repository and state removed")
+    out.step(f"done, {app} destroyed")
+
+
 def publish(p: Platform, app: str, endpoints: list[str]) -> None:
     """Point the router at `endpoints`: the one place the pipeline talks to routerconf."""
     p.router.publish(app, endpoints)
@@ -125,4 +152,4 @@ def _describe(formation: dict[str, int]) -> str:
     return ", ".join(f"{t}={n}" for t, n in sorted(formation.items())) or "scaled to zero"
 
 
-__all__ = ["DeisError", "Platform", "deploy", "roll_out"]
+__all__ = ["DeisError", "Platform", "deploy", "destroy", "roll_out"]

@@ -1,12 +1,24 @@
 """The SSH command set, one module per namespace; importing this package registers them all.
 
-    base      the registry, Context (output, listings, app resolution, the app lock)
-    apps      help, apps:*, push/fetch authorization
-    config    config, config:set, config:unset
+base      the registry, Context (output, listings, app resolution, the app lock)
+apps      help, apps:*, push/fetch authorization
+config    config, config:set, config:unset
+keys      keys:add, keys:list, keys:remove
+perms     perms:list, perms:create, perms:delete, users:list
 """
 
-from gitserver.commands import apps, config
+from gitserver.commands import apps, config, keys, perms
 from gitserver.commands.apps import authorize_fetch, authorize_push
 from gitserver.commands.base import Context, command, registry
 
-__all__ = ["Context", "apps", "authorize_fetch", "authorize_push", "command", "config", "registry"]
+__all__ = [
+    "Context",
+    "apps",
+    "authorize_fetch",
+    "authorize_push",
+    "command",
+    "config",
+    "keys",
+    "perms",
+    "registry",
+]
