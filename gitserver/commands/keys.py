@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from appliance.errors import Conflict, PermissionDenied, UsageError
+from appliance.names import check_user
 from gitserver.commands.base import Context, command
 from releaser import apps
 
@@ -20,7 +21,7 @@ def _target_user(ctx: Context, name: str | None) -> str:
         return ctx.user.name
     if not ctx.user.admin:
         raise PermissionDenied("only an admin may manage another user's keys")
-    return name
+    return check_user(name)
 
 
 @command(
@@ -38,9 +39,6 @@ def keys_add(ctx: Context, args: argparse.Namespace) -> int:
             "keys:add reads the public key from stdin: ssh deis keys:add < ~/.ssh/id_ed25519.pub"
         )
     fp = apps.fingerprint(text)  # validates before anything is written
-    if apps.get_user(ctx.store, user) is None:
-        apps.ensure_user(ctx.store, user)
-        ctx.out.step(f"created user {user}")
     try:
         apps.add_key(ctx.store, user, text)
     except Conflict:
@@ -49,6 +47,10 @@ def keys_add(ctx: Context, args: argparse.Namespace) -> int:
         raise Conflict(
             f"key {fp} is already registered" + (f" to {owner}" if ctx.user.admin or owner == user else "")
         ) from None
+    # The user is made after its key is in: a refused key must not leave a user behind.
+    if apps.get_user(ctx.store, user) is None:
+        apps.ensure_user(ctx.store, user)
+        ctx.out.step(f"created user {user}")
     ctx.out.step(f"key {fp} added for {user}")
     return 0
 
