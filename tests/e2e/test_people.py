@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,18 @@ def deployed(platform: Harness, crew: Crew) -> tuple[str, Path]:
     r = platform.ssh(key, "perms:create", crew.collab, "--app", app)
     assert r.returncode == 0, r.stderr
     return app, work
+
+
+# What traces() finds of a destroyed app: nothing at all.
+GONE = {
+    "etcd": {},
+    "lock": {},
+    "containers": [],
+    "local_images": [],
+    "registry_tags": [],
+    "repo": False,
+    "nginx": False,
+}
 
 
 def refused(r: subprocess.CompletedProcess[str], message: str, code: int = 1) -> None:
@@ -232,15 +246,7 @@ def test_destroy_leaves_nothing_behind(platform: Harness, crew: Crew, deployed: 
     lines = r.stdout.splitlines()
     assert lines[0] == f"-----> Destroying {app}"
     assert lines[-1] == f"-----> done, {app} destroyed"
-    assert traces(platform, app) == {
-        "etcd": {},
-        "lock": {},
-        "containers": [],
-        "local_images": [],
-        "registry_tags": [],
-        "repo": False,
-        "nginx": False,
-    }
+    assert traces(platform, app) == GONE
     from tests.e2e.traces import registry_get
 
     status, _ = registry_get(
@@ -293,3 +299,34 @@ def test_client_helper_infers_the_app_and_quotes_arguments(platform: Harness, cr
     )
     assert r.returncode == 2 and "no git remote named 'deis'" in r.stderr
     assert os.access(ROOT / "contrib" / "deis", os.X_OK)
+
+
+def test_a_change_that_waited_for_a_destroy_leaves_no_orphans(platform: Harness, crew: Crew) -> None:
+    from releaser.locks import AppLock
+    from releaser.store import Store
+
+    app = unique("race")
+    key = crew.keys[crew.owner]
+    assert platform.ssh(key, "apps:create", app).returncode == 0
+    lock = AppLock(Store(platform.settings.etcd_url), app, owner="test")
+    lock.acquire(5)
+    results: dict[str, subprocess.CompletedProcess[str]] = {}
+    threads = [
+        threading.Thread(
+            target=lambda: results.update(set=platform.ssh(key, "config:set", "-a", app, "A=1"))
+        ),
+        threading.Thread(
+            target=lambda: results.update(destroy=platform.ssh(key, "apps:destroy", app, "--confirm", app))
+        ),
+    ]
+    for t in threads:
+        t.start()
+        time.sleep(0.5)  # both wait for the lock now
+    lock.release()
+    for t in threads:
+        t.join(timeout=120)
+    assert results["destroy"].returncode == 0, results["destroy"].stderr
+    # Whichever went first, the app is gone for good: no release of a config:set that came too late.
+    if results["set"].returncode != 0:
+        assert results["set"].stderr.splitlines()[-1] == f" !     app {app} was destroyed meanwhile"
+    assert traces(platform, app) == GONE
