@@ -118,6 +118,8 @@ def destroy(p: Platform, app: str, out: Output) -> None:
     out.step(f"Destroying {app}")
     apps.set_formation(p.store, app, {})  # nothing may bring containers back while we remove them
     p.router.remove(app)
+    # nginx has reloaded without the app: nothing will write its access log again.
+    (p.router.logs / f"{app}.access.log").unlink(missing_ok=True)
     out.detail("router entry removed")
     names = [str(i.name) for i in p.backend.instances(app)]
     for name in names:

@@ -58,6 +58,7 @@ GONE = {
     "registry_tags": [],
     "repo": False,
     "nginx": False,
+    "nginx_log": False,
 }
 
 
@@ -222,7 +223,8 @@ def test_admin_adds_a_key_for_a_new_user_and_lists_all(platform: Harness, admin:
 def test_destroy_refusals_change_nothing(platform: Harness, crew: Crew, deployed: tuple[str, Path]) -> None:
     app, _ = deployed
     before = traces(platform, app)
-    assert before["containers"] and len(before["registry_tags"]) == 2 and before["nginx"] and before["repo"]
+    assert before["containers"] and len(before["registry_tags"]) == 2 and before["repo"]
+    assert before["nginx"] and before["nginx_log"]
     owner = crew.keys[crew.owner]
     refused(platform.ssh(crew.keys[crew.stranger], "apps:destroy", app, "--confirm", app), hidden(app))
     refused(

@@ -55,6 +55,7 @@ def traces(h: Harness, app: str) -> dict[str, Any]:
         "registry_tags": registry_tags(h, app),
         "repo": (h.settings.repos_dir / f"{app}.git").exists(),
         "nginx": (h.settings.nginx_dir / "apps" / f"{app}.conf").exists(),
+        "nginx_log": (h.settings.nginx_dir / "logs" / f"{app}.access.log").exists(),
     }
 
 
