@@ -167,7 +167,11 @@ def test_keys_add_list_remove_over_ssh(platform: Harness, admin: Key, crew: Crew
         f"added for {crew.collab}"
     )
     listed = json.loads(platform.ssh(me, "keys:list", "--json").stdout)
-    assert sorted(k["name"] for k in listed) == sorted([crew.collab, spare.name])
+    assert sorted(k["name"] for k in listed) == sorted([crew.collab, spare.name]), (
+        r.stdout,
+        people(platform)["keys"],
+        platform.ssh(me, "keys:list", "--json").stdout,
+    )
     assert {k["user"] for k in listed} == {crew.collab}
     # The new key logs in as the same user.
     assert json.loads(platform.ssh(spare, "keys:list", "--json").stdout) == listed
