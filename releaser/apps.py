@@ -42,8 +42,12 @@ def fingerprint(public_key: str) -> str:
 
 
 def _key_id(fp: str) -> str:
-    # etcd keys are paths: '/' and '+' in base64 would make directories or get mangled.
-    return fp.replace("SHA256:", "").replace("/", "_").replace("+", "-")
+    # etcd keys are paths: '/' and '+' in base64 would make directories or get mangled. etcd v2 also
+    # hides keys that start with '_' from directory listings (1 fingerprint in 64 would vanish from
+    # keys:list while still logging in), so those get a letter in front (44 characters then, against
+    # 43 for every other SHA256 fingerprint: no two keys can share an id).
+    kid = fp.replace("SHA256:", "").replace("/", "_").replace("+", "-")
+    return f"k{kid}" if kid.startswith("_") else kid
 
 
 def get_user(store: Store, name: str) -> User | None:
