@@ -1,10 +1,10 @@
 """The SSH command set, one module per namespace; importing this package registers them all.
 
-base      the registry, Context (output, listings, app resolution, the app lock)
-apps      help, apps:*, push/fetch authorization
-config    config, config:set, config:unset
-keys      keys:add, keys:list, keys:remove
-perms     perms:list, perms:create, perms:delete, users:list
+    base      the registry, Context (output, listings, app resolution, the app lock)
+    apps      help, apps:*, push/fetch authorization
+    config    config, config:set, config:unset
+    keys      keys:add, keys:list, keys:remove
+    perms     perms:list, perms:create, perms:delete, users:list
 """
 
 from gitserver.commands import apps, config, keys, perms

@@ -75,3 +75,5 @@ def config_unset(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
     changes: dict[str, str | None] = dict.fromkeys(args.keys)
     return _config_changed(ctx, app, changes, f"{ctx.user.name} removed {', '.join(args.keys)}")
+
+
