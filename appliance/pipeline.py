@@ -140,6 +140,36 @@ def fit_formation(build: Build, formation: dict[str, int]) -> dict[str, int]:
     return build.default_formation()
 
 
+def destroy(p: Platform, app: str, out: Output) -> None:
+    """Remove every trace of `app`: route, containers, images (local and registry), repo, etcd state.
+
+    Each step is idempotent and etcd goes last, so a destroy that fails half-way leaves an app that
+    still exists and can be destroyed again. The caller holds the app's lock.
+    """
+    from builders import registry  # destroy-only needs; kept here so the import block stays shared
+    from gitserver import repos
+
+    out.step(f"Destroying {app}")
+    apps.set_formation(p.store, app, {})  # nothing may bring containers back while we remove them
+    p.router.remove(app)
+    # nginx has reloaded without the app: nothing will write its access log again.
+    (p.router.logs / f"{app}.access.log").unlink(missing_ok=True)
+    out.detail("router entry removed")
+    names = [str(i.name) for i in p.backend.instances(app)]
+    for name in names:
+        p.backend.stop(name, p.settings.stop_grace)
+    out.detail(f"removed containers: {', '.join(names)}" if names else "no containers")
+    local = registry.remove_local_images(builders.docker_client(), p.settings, app)
+    out.detail(f"removed local images: {', '.join(local)}" if local else "no local images")
+    tags = registry.delete_repository(p.settings, app)
+    out.detail(f"deleted from the registry: {', '.join(tags)}" if tags else "nothing in the registry")
+    repos.remove_repo(p.settings, app)
+    domains.forget_app(p.store, app)
+    apps.destroy_app(p.store, app)
+    out.detail("repository and state removed")
+    out.step(f"done, {app} destroyed")
+
+
 def publish(p: Platform, app: str, endpoints: list[str]) -> None:
     """Point the router at `endpoints`, with the app's domains, certificate and router settings from
     etcd: the one place the pipeline talks to routerconf.
@@ -201,7 +231,8 @@ def scale(p: Platform, app: str, changes: dict[str, int], user: str, out: Output
     for ptype in changes:
         if ptype not in types:
             raise ValidationError(f"{app} has no process type {ptype!r}; it declares: {', '.join(types)}")
-    formation = {t: n for t, n in {**apps.get_formation(p.store, app), **changes}.items() if n > 0}
+    # Zeros are kept: a type scaled to zero on purpose must not fall back to the build's default.
+    formation = {**apps.get_formation(p.store, app), **changes}
     d = deployment_for(p, release, formation)
     existing = [i.name for i in p.backend.instances(app)]
     todo = rollout.scale_plan(app, release.version, types, existing, formation)
@@ -316,3 +347,4 @@ __all__ = [
     "run_argv",
     "scale",
 ]
+__all__ = ["DeisError", "Platform", "deploy", "destroy", "roll_out"]

@@ -24,7 +24,7 @@ from typing import IO, Any, cast
 
 import asyncssh
 
-from appliance.errors import DeisError, UsageError
+from appliance.errors import DeisError, NotFound, UsageError
 from appliance.settings import Settings
 from gitserver import cli, commands, repos
 from hooks import service as hook_service
@@ -359,14 +359,18 @@ class Appliance:
             app = await asyncio.to_thread(commands.authorize_push, ctx, app_name)
         else:
             app = await asyncio.to_thread(commands.authorize_fetch, ctx, app_name)
-        repo = await asyncio.to_thread(repos.ensure_repo, self.settings, app.name)
         env = self._git_env(app.name, user.name)
         if verb == "upload-pack":
+            repo = repos.repo_path(self.settings, app.name)
+            if not (repo / "HEAD").exists():  # only an app being destroyed lacks one: never recreate it
+                raise NotFound(f"app {app.name} does not exist or is not yours")
             return await self._bridge(process, ["git", "upload-pack", str(repo)], env)
         # The lock covers the whole receive-pack, ref update included: a second push waits here,
-        # before git advertises refs, so it sees the first push's result (no lost update).
+        # before git advertises refs, so it sees the first push's result (no lost update). The repo
+        # is (re)made under it, so a push that waited for apps:destroy cannot bring it back.
         lock = await asyncio.to_thread(ctx.lock, app.name)
         try:
+            repo = await asyncio.to_thread(repos.ensure_repo, self.settings, app.name)
             code = await self._bridge(process, ["git", "receive-pack", str(repo)], env)
             if code == 0:
                 await asyncio.to_thread(repos.fix_head, repo)

@@ -42,8 +42,12 @@ def fingerprint(public_key: str) -> str:
 
 
 def _key_id(fp: str) -> str:
-    # etcd keys are paths: '/' and '+' in base64 would make directories or get mangled.
-    return fp.replace("SHA256:", "").replace("/", "_").replace("+", "-")
+    # etcd keys are paths: '/' and '+' in base64 would make directories or get mangled. etcd v2 also
+    # hides keys that start with '_' from directory listings (1 fingerprint in 64 would vanish from
+    # keys:list while still logging in), so those get a letter in front (44 characters then, against
+    # 43 for every other SHA256 fingerprint: no two keys can share an id).
+    kid = fp.replace("SHA256:", "").replace("/", "_").replace("+", "-")
+    return f"k{kid}" if kid.startswith("_") else kid
 
 
 def get_user(store: Store, name: str) -> User | None:
@@ -93,15 +97,38 @@ def list_keys(store: Store, user: str | None = None) -> list[dict[str, str]]:
     return out
 
 
+def find_key(store: Store, user: str | None, name_or_fp: str) -> dict[str, str]:
+    """One key by its name (comment) or fingerprint; `user=None` searches every user's keys.
+
+    A name two keys share is refused rather than guessed: the fingerprint tells them apart."""
+    found = [
+        {"id": kid, "user": data["user"], "name": data["name"], "fingerprint": fingerprint(data["key"])}
+        for kid, data in sorted(store.children("keys").items())
+        if data and (user is None or data["user"] == user)
+    ]
+    by_fp = [k for k in found if k["fingerprint"] == name_or_fp]
+    matches = by_fp or [k for k in found if k["name"] == name_or_fp]
+    if not matches:
+        raise NotFound(f"no key named {name_or_fp!r}")
+    if len(matches) > 1:
+        raise Conflict(f"{len(matches)} keys are named {name_or_fp!r}: remove one by its fingerprint")
+    return matches[0]
+
+
 def remove_key(store: Store, user: str | None, name_or_fp: str) -> str:
     """Remove a key by its name (comment) or fingerprint; `user=None` means any user's (admin)."""
-    for kid, data in store.children("keys").items():
-        if not data or (user is not None and data["user"] != user):
-            continue
-        if name_or_fp in (data["name"], fingerprint(data["key"])):
-            store.delete(f"keys/{kid}")
-            return fingerprint(data["key"])
-    raise NotFound(f"no key named {name_or_fp!r}")
+    key = find_key(store, user, name_or_fp)
+    store.delete(f"keys/{key['id']}")
+    return key["fingerprint"]
+
+
+def set_admin(store: Store, name: str, admin: bool) -> None:
+    """Grant or revoke platform admin; the user must exist."""
+    data, index = store.get_with_index(f"users/{check_user(name)}")
+    if data is None:
+        raise NotFound(f"no user named {name}")
+    if not store.swap(f"users/{name}", {**data, "admin": admin}, index):
+        raise Conflict(f"user {name} changed meanwhile; try again")
 
 
 # -- apps ----------------------------------------------------------------------------------------
@@ -152,7 +179,8 @@ def collaborators(store: Store, app: str) -> list[str]:
 
 
 def add_collaborator(store: Store, app: str, user: str) -> None:
-    store.put(f"apps/{app}/perms/{user}", {"created": time.time()})
+    if not store.create(f"apps/{app}/perms/{user}", {"created": time.time()}):
+        raise Conflict(f"{user} is already a collaborator on {app}")
 
 
 def remove_collaborator(store: Store, app: str, user: str) -> None:
@@ -164,12 +192,30 @@ def can_access(store: Store, user: User, app: App) -> bool:
     return user.admin or app.owner == user.name or user.name in collaborators(store, app.name)
 
 
+def role(store: Store, user: User, app: App) -> str | None:
+    """How `user` relates to `app`: owner, admin, collaborator, or None (a stranger)."""
+    if app.owner == user.name:
+        return "owner"
+    if user.admin:
+        return "admin"
+    return "collaborator" if user.name in collaborators(store, app.name) else None
+
+
 def authorize(store: Store, user: User, app_name: str) -> App:
-    """The app, if `user` may act on it; otherwise NotFound/PermissionDenied, one line."""
-    app = require_app(store, app_name)
-    if not can_access(store, user, app):
-        raise PermissionDenied(f"{user.name} may not act on {app_name}")
+    """The app, if `user` may act on it; otherwise NotFound, one line.
+
+    A stranger hears exactly what a missing app says, so app names do not leak (Deis v1 did the same)."""
+    check_app(app_name)
+    app = get_app(store, app_name)
+    if app is None or not can_access(store, user, app):
+        raise NotFound(f"app {app_name} does not exist or is not yours")
     return app
+
+
+def require_manager(store: Store, user: User, app: App, action: str) -> None:
+    """Only the owner or an admin may `action` (destroy, manage collaborators); collaborators may not."""
+    if role(store, user, app) not in ("owner", "admin"):
+        raise PermissionDenied(f"only the owner of {app.name} ({app.owner}) or an admin may {action}")
 
 
 def apps_for(store: Store, user: User) -> list[App]:
@@ -182,4 +228,5 @@ def get_formation(store: Store, app: str) -> dict[str, int]:
 
 
 def set_formation(store: Store, app: str, formation: dict[str, int]) -> None:
-    store.put(f"apps/{app}/formation", {k: int(v) for k, v in formation.items() if int(v) > 0})
+    # Zeros are kept: "scaled to zero" differs from "never scaled" (the build's default).
+    store.put(f"apps/{app}/formation", {k: int(v) for k, v in formation.items() if int(v) >= 0})

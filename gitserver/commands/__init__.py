@@ -11,6 +11,8 @@
     logs      logs [-n N] [-f] [--type TYPE]
     run       run [--] CMD...: a one-off container, attached
     domains   domains:*, certs:*, router:* (what the router serves for an app)
+    keys      keys:add, keys:list, keys:remove
+    perms     perms:list, perms:create, perms:delete, users:list
 """
 
 from gitserver.commands import (  # noqa: F401 - registers the commands
@@ -18,8 +20,10 @@ from gitserver.commands import (  # noqa: F401 - registers the commands
     builds,
     config,
     domains,
+    keys,
     limits,
     logs,
+    perms,
     ps,
     releases,
     run,
@@ -28,4 +32,4 @@ from gitserver.commands import (  # noqa: F401 - registers the commands
 from gitserver.commands.apps import authorize_fetch, authorize_push
 from gitserver.commands.base import Context, command, registry
 
-__all__ = ["Context", "apps", "authorize_fetch", "authorize_push", "command", "config", "domains", "registry"]
+__all__ = ["Context", "authorize_fetch", "authorize_push", "command", "registry"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from appliance.errors import Conflict, PermissionDenied
+from appliance import pipeline
+from appliance.errors import Conflict, PermissionDenied, UsageError
 from appliance.names import check_app
 from gitserver import repos
 from gitserver.commands.base import Context, command, registry, when
@@ -67,25 +67,75 @@ def apps_create(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def named_app(ctx: Context, args: argparse.Namespace) -> App:
+    """`apps:info NAME` / `apps:destroy NAME`: an explicit NAME must exist (no fallback to another app)."""
+    if args.name and args.app and args.name != args.app:
+        raise UsageError(f"two apps given: {args.name} and --app {args.app}")
+    if args.name:
+        return apps.authorize(ctx.store, ctx.user, args.name)
+    return ctx.app(args)
+
+
 @command(
     "apps:info",
-    "show an app: owner, release, URL, formation",
+    "show an app: owner, collaborators, release, build, URL, formation, containers",
     app=True,
     args=lambda p: p.add_argument("name", nargs="?"),
+    examples=["ssh deis apps:info myapp"],
 )
 def apps_info(ctx: Context, args: argparse.Namespace) -> int:
-    app = ctx.app(args, args.name)
+    app = named_app(ctx, args)
     current = releases.latest(ctx.store, app.name)
+    build = current.build if current else None
+    collaborators = apps.collaborators(ctx.store, app.name)
+    formation = apps.get_formation(ctx.store, app.name)
+    instances = ctx.platform.backend.instances(app.name)
+    running = sum(i.running for i in instances)
+    url = ctx.settings.app_url(app.name)
     data = {
         "name": app.name,
         "owner": app.owner,
+        "collaborators": collaborators,
         "created": when(app.created),
-        "url": ctx.settings.app_url(app.name),
+        "url": url,
         "release": current.label if current else None,
-        "formation": apps.get_formation(ctx.store, app.name),
+        "build": None if build is None else {"image": build.image, "kind": build.kind, "sha": build.sha},
+        "formation": formation,
+        "containers": {"running": running, "total": len(instances)},
     }
-    rows = [[k, json.dumps(v) if isinstance(v, dict) else str(v)] for k, v in data.items()]
+    rows = [
+        ["name", app.name],
+        ["owner", app.owner],
+        ["collaborators", ", ".join(collaborators) or "-"],
+        ["created", when(app.created)],
+        ["url", url],
+        ["release", current.label if current else "-"],
+        ["build", "-" if build is None else f"{build.image} ({build.kind}, {(build.sha or '-')[:7]})"],
+        ["formation", " ".join(f"{t}={n}" for t, n in sorted(formation.items())) or "-"],
+        ["containers", f"{running} running of {len(instances)}"],
+    ]
     ctx.show(data, ["FIELD", "VALUE"], rows, title=f"{app.name} Application")
+    return 0
+
+
+@command(
+    "apps:destroy",
+    "destroy an app for good: containers, images, repository, route, config (owner or admin)",
+    app=True,
+    args=lambda p: (p.add_argument("name", nargs="?"), p.add_argument("--confirm", metavar="APP")),
+    aliases=("destroy",),
+    examples=["ssh deis apps:destroy myapp --confirm myapp"],
+)
+def apps_destroy(ctx: Context, args: argparse.Namespace) -> int:
+    app = named_app(ctx, args)
+    apps.require_manager(ctx.store, ctx.user, app, "destroy it")
+    if args.confirm != app.name:
+        raise UsageError(
+            f"destroying {app.name} removes its containers, images, repository and config for good;"
+            f" to go ahead: apps:destroy {app.name} --confirm {app.name}"
+        )
+    with ctx.lock(app.name):
+        pipeline.destroy(ctx.platform, app.name, ctx.out)
     return 0
 
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance import pipeline
-from appliance.errors import UsageError
+from appliance.errors import NotFound, UsageError
 from appliance.names import check_app
 from appliance.output import Output
 from appliance.settings import Settings
@@ -117,6 +117,10 @@ class Context:
                 f"waiting for {h.get('owner', 'someone')} to finish with {app}..."
             ),
         )
+        if apps.get_app(self.store, app) is None:
+            # Destroyed while we waited: acting now would leave orphans (a release, containers).
+            lock.release()
+            raise NotFound(f"app {app} was destroyed meanwhile")
         return lock
 
 

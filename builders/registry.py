@@ -1,0 +1,117 @@
+"""Forgetting an app's images: its tags in the local docker and its repository in the platform registry.
+
+The registry speaks the HTTP API v2 and is started with `storage.delete.enabled`: a manifest is
+deleted by digest (never by tag), which removes every tag pointing at it; deleting a blob through
+a repository only unlinks it from that repository (layers shared with other apps stay). The bytes
+themselves go at the registry's next `garbage-collect`.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import docker
+import docker.errors
+
+from appliance.errors import ServiceError
+from appliance.names import check_app
+from appliance.settings import Settings
+
+# Every manifest kind `docker push` writes; without them the registry answers with a schema1
+# conversion whose digest cannot be deleted.
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+TIMEOUT = 30.0
+
+
+def tags_url(registry: str, app: str) -> str:
+    return f"http://{registry}/v2/{check_app(app)}/tags/list"
+
+
+def manifest_url(registry: str, app: str, reference: str) -> str:
+    return f"http://{registry}/v2/{check_app(app)}/manifests/{urllib.parse.quote(reference, safe=':')}"
+
+
+def blob_url(registry: str, app: str, digest: str) -> str:
+    return f"http://{registry}/v2/{check_app(app)}/blobs/{urllib.parse.quote(digest, safe=':')}"
+
+
+def blob_digests(manifest: dict[str, Any]) -> list[str]:
+    """The config and layer blobs an image manifest links into its repository (none for an index)."""
+    blobs = [manifest["config"]["digest"]] if isinstance(manifest.get("config"), dict) else []
+    blobs += [layer["digest"] for layer in manifest.get("layers") or [] if "digest" in layer]
+    return blobs
+
+
+def _request(method: str, url: str, accept: bool = False) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Accept": ", ".join(MANIFEST_TYPES)} if accept else {}
+    req = urllib.request.Request(url, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - our own loopback registry
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceError(f"the registry is unreachable ({method} {url}): {exc}") from exc
+
+
+def _expect(status: int, ok: tuple[int, ...], what: str, body: bytes) -> None:
+    if status not in ok:
+        detail = body.decode("utf-8", "replace").strip()[:200]
+        raise ServiceError(f"the registry refused to {what} (HTTP {status}): {detail}")
+
+
+def registry_tags(settings: Settings, app: str) -> list[str]:
+    status, _, body = _request("GET", tags_url(settings.registry, app))
+    if status == 404:  # the app never pushed an image
+        return []
+    _expect(status, (200,), f"list {app}'s tags", body)
+    return sorted(json.loads(body).get("tags") or [])
+
+
+def delete_repository(settings: Settings, app: str) -> list[str]:
+    """Delete every manifest of `app` (and unlink its blobs) from the registry; returns the tags."""
+    tags = registry_tags(settings, app)
+    digests: dict[str, dict[str, Any]] = {}
+    for tag in tags:
+        status, headers, body = _request("GET", manifest_url(settings.registry, app, tag), accept=True)
+        if status == 404:  # deleted meanwhile with a sibling tag
+            continue
+        _expect(status, (200,), f"read {app}:{tag}", body)
+        digest = {k.lower(): v for k, v in headers.items()}.get("docker-content-digest")
+        if not digest:
+            raise ServiceError(f"the registry gave no digest for {app}:{tag}")
+        digests[digest] = json.loads(body)
+    for digest, manifest in digests.items():
+        for blob in blob_digests(manifest):
+            status, _, body = _request("DELETE", blob_url(settings.registry, app, blob))
+            _expect(status, (202, 404), f"delete blob {blob} of {app}", body)
+        status, _, body = _request("DELETE", manifest_url(settings.registry, app, digest))
+        _expect(status, (202, 404), f"delete manifest {digest} of {app}", body)
+    return tags
+
+
+def remove_local_images(client: docker.DockerClient, settings: Settings, app: str) -> list[str]:
+    """Untag (and so delete) every local image of `settings.registry/app`; returns the removed tags."""
+    repo = f"{settings.registry}/{check_app(app)}"
+    removed = []
+    try:
+        for image in client.images.list(name=repo):
+            for tag in image.tags:
+                if tag.rpartition(":")[0] == repo:
+                    try:
+                        client.images.remove(tag, force=True)
+                    except docker.errors.ImageNotFound:
+                        pass
+                    removed.append(tag)
+    except docker.errors.APIError as exc:
+        raise ServiceError(f"docker could not remove {repo} images: {exc.explanation or exc}") from exc
+    return sorted(removed)

@@ -1,0 +1,243 @@
+"""The authorization matrix: owner / collaborator / stranger / admin x every registered command + git.
+
+Each command maps to a harmless invocation per role and the outcome expected for that role:
+    ok        exit 0
+    hidden    the app-scoped refusal a stranger gets: the same line a missing app gives
+    denied    another one-line refusal (manager-only or admin-only)
+Every refusal must also leave the app, the users and the keys exactly as they were.
+
+A command registered in gitserver.commands.registry but missing from TABLE fails this file:
+whoever adds a command adds its row here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from gitserver.commands import registry
+from tests.e2e.traces import people, traces
+from tests.harness import Harness, Key, unique
+from tests.pki import TestCA
+
+pytestmark = pytest.mark.e2e
+
+OK, HIDDEN, DENIED = "ok", "hidden", "denied"
+ROLES = ("stranger", "collaborator", "owner", "admin")  # refusals first, while the app is untouched
+APP_USERS = {"stranger": HIDDEN, "collaborator": OK, "owner": OK, "admin": OK}
+MANAGERS = {"stranger": HIDDEN, "collaborator": DENIED, "owner": OK, "admin": OK}
+ADMINS = {"stranger": DENIED, "collaborator": DENIED, "owner": DENIED, "admin": OK}
+EVERYONE = dict.fromkeys(ROLES, OK)
+
+
+@dataclass
+class World:
+    h: Harness
+    app: str  # deployed once, owned by `owner`, with `collaborator` on it
+    work: Path
+    keys: dict[str, Key]  # role -> key
+    users: dict[str, str]  # role -> user name
+    scratch: dict[str, str] = field(default_factory=dict)
+
+    def ssh(self, role: str, *argv: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.h.ssh(self.keys[role], *argv, input=input)
+
+
+Run = Callable[[World, str], subprocess.CompletedProcess[str]]
+
+
+def _scratch_app(w: World, role: str) -> str:
+    """A fresh, never-deployed app of `owner` for the commands that end an app."""
+    name = unique("authz")
+    r = w.ssh("owner", "apps:create", name)
+    assert r.returncode == 0, r.stderr
+    return name
+
+
+def _destroy(w: World, role: str) -> subprocess.CompletedProcess[str]:
+    target = _scratch_app(w, role) if MANAGERS[role] == OK else w.app
+    return w.ssh(role, "apps:destroy", target, "--confirm", target)
+
+
+def _keys_add(w: World, role: str) -> subprocess.CompletedProcess[str]:
+    w.scratch[f"key-{role}"] = name = unique(f"k{role[:3]}")
+    return w.ssh(role, "keys:add", input=w.h.key(name).public)
+
+
+def _perm_target(role: str) -> str:
+    return {"owner": "extra1", "admin": "extra2"}.get(role, "extra1")
+
+
+def _both(first: Run, then: Run) -> Run:
+    """Run `first` (to set something up) unless the role is refused anyway, then `then`."""
+
+    def run(w: World, role: str) -> subprocess.CompletedProcess[str]:
+        if role != "stranger":
+            assert first(w, role).returncode == 0
+        return then(w, role)
+
+    return run
+
+
+def _image(w: World) -> str:
+    """The image of the app's current build, for builds:create."""
+    r = w.ssh("owner", "releases", "--json", "--app", w.app)
+    return next(rel["build"]["image"] for rel in json.loads(r.stdout) if rel.get("build"))
+
+
+def _cert(w: World, role: str) -> str:
+    if "ca" not in w.scratch:
+        w.scratch["ca"] = str(w.h.root / "authz-ca")
+        Path(w.scratch["ca"]).mkdir(exist_ok=True)
+    ca = TestCA.make(Path(w.scratch["ca"]))
+    chain, key = ca.issue([f"{role}.authz.example.com"])
+    return chain + key
+
+
+def _app_cmd(*argv: str, input: Callable[[World, str], str] | None = None) -> Run:
+    """`argv` (with {role} filled in) against the shared app."""
+
+    def run(w: World, role: str) -> subprocess.CompletedProcess[str]:
+        args = [a.format(role=role, ROLE=role.upper()) for a in argv]
+        return w.ssh(role, *args, "--app", w.app, input=input(w, role) if input else None)
+
+    return run
+
+
+def _push(w: World, role: str) -> subprocess.CompletedProcess[str]:
+    # A branch other than master: stored, not deployed, so the check stays fast.
+    return w.h.git(w.work, "push", "deis", f"HEAD:refs/heads/authz-{role}", key=w.keys[role], check=False)
+
+
+def _fetch(w: World, role: str) -> subprocess.CompletedProcess[str]:
+    return w.h.git(w.work, "ls-remote", "deis", key=w.keys[role], check=False)
+
+
+# command -> (how each role invokes it, the outcome per role)
+TABLE: dict[str, tuple[Run, dict[str, str]]] = {
+    "help": (lambda w, r: w.ssh(r, "help"), EVERYONE),
+    "apps:list": (lambda w, r: w.ssh(r, "apps:list"), EVERYONE),
+    "apps:create": (lambda w, r: w.ssh(r, "apps:create", unique("mine")), EVERYONE),
+    "apps:info": (lambda w, r: w.ssh(r, "apps:info", w.app), APP_USERS),
+    "apps:destroy": (_destroy, MANAGERS),
+    "config": (lambda w, r: w.ssh(r, "config", "--app", w.app), APP_USERS),
+    "config:set": (lambda w, r: w.ssh(r, "config:set", "--app", w.app, f"AUTHZ_{r.upper()}=1"), APP_USERS),
+    "config:unset": (
+        lambda w, r: w.ssh(
+            r, "config:unset", "--app", w.app, f"AUTHZ_{'OWNER' if r == 'stranger' else r.upper()}"
+        ),
+        APP_USERS,
+    ),
+    "keys:add": (_keys_add, EVERYONE),
+    "keys:list": (lambda w, r: w.ssh(r, "keys:list"), EVERYONE),
+    "keys:remove": (lambda w, r: w.ssh(r, "keys:remove", w.scratch[f"key-{r}"]), EVERYONE),
+    "perms:list": (lambda w, r: w.ssh(r, "perms:list", "--app", w.app), APP_USERS),
+    "perms:create": (
+        lambda w, r: w.ssh(r, "perms:create", w.users[_perm_target(r)], "--app", w.app),
+        MANAGERS,
+    ),
+    "perms:delete": (
+        lambda w, r: w.ssh(r, "perms:delete", w.users[_perm_target(r)], "--app", w.app),
+        MANAGERS,
+    ),
+    "users:list": (lambda w, r: w.ssh(r, "users:list"), ADMINS),
+    "config:push": (_app_cmd("config:push", input=lambda w, r: f"AUTHZ_PUSH_{r.upper()}=1\n"), APP_USERS),
+    "config:pull": (_app_cmd("config:pull"), APP_USERS),
+    "releases": (_app_cmd("releases"), APP_USERS),
+    "releases:info": (_app_cmd("releases:info", "v2"), APP_USERS),
+    "releases:rollback": (_app_cmd("releases:rollback"), APP_USERS),
+    "builds": (_app_cmd("builds"), APP_USERS),
+    "builds:create": (lambda w, r: w.ssh(r, "builds:create", _image(w), "--app", w.app), APP_USERS),
+    "limits": (_app_cmd("limits"), APP_USERS),
+    "limits:set": (_app_cmd("limits:set", "cmd=256M"), APP_USERS),
+    "limits:unset": (_both(_app_cmd("limits:set", "cmd=256M"), _app_cmd("limits:unset", "cmd")), APP_USERS),
+    "tags": (_app_cmd("tags"), APP_USERS),
+    "tags:set": (_app_cmd("tags:set", "authz={role}"), APP_USERS),
+    "tags:unset": (_both(_app_cmd("tags:set", "authz={role}"), _app_cmd("tags:unset", "authz")), APP_USERS),
+    "ps": (_app_cmd("ps"), APP_USERS),
+    "ps:scale": (_app_cmd("ps:scale", "cmd=1"), APP_USERS),
+    "ps:restart": (_app_cmd("ps:restart"), APP_USERS),
+    "logs": (_app_cmd("logs", "-n", "5"), APP_USERS),
+    "run": (lambda w, r: w.ssh(r, "run", "--app", w.app, "--", "true"), APP_USERS),
+    "domains": (_app_cmd("domains"), APP_USERS),
+    "domains:add": (_app_cmd("domains:add", "{role}.authz.example.com"), APP_USERS),
+    "domains:remove": (_app_cmd("domains:remove", "{role}.authz.example.com"), APP_USERS),
+    "certs": (_app_cmd("certs"), APP_USERS),
+    "certs:add": (_app_cmd("certs:add", input=_cert), APP_USERS),
+    "certs:remove": (_both(_app_cmd("certs:add", input=_cert), _app_cmd("certs:remove")), APP_USERS),
+    "router": (_app_cmd("router"), APP_USERS),
+    "router:set": (_app_cmd("router:set", "body_size=10m"), APP_USERS),
+    "router:unset": (
+        _both(_app_cmd("router:set", "body_size=10m"), _app_cmd("router:unset", "body_size")),
+        APP_USERS,
+    ),
+    # git access, through the same authorization
+    "git-receive-pack": (_push, {**APP_USERS, "stranger": DENIED}),  # a push names its app: no hiding
+    "git-upload-pack": (_fetch, APP_USERS),
+}
+
+
+def test_every_registered_command_is_in_the_matrix() -> None:
+    missing = sorted(set(registry.commands) - set(TABLE))
+    assert not missing, f"add these commands to tests/e2e/test_authz.py TABLE: {missing}"
+
+
+@pytest.fixture(scope="module")
+def world(platform: Harness, admin: Key) -> World:
+    users = {role: unique(role[:5]) for role in ("stranger", "collaborator", "owner", "extra1", "extra2")}
+    keys = {role: platform.add_user(name) for role, name in users.items()}
+    keys["admin"], users["admin"] = admin, "admin"
+    app = unique("authz")
+    work = platform.checkout("hello", app)
+    r = platform.push(work, keys["owner"])
+    assert r.returncode == 0, r.stderr
+    assert platform.ssh(keys["owner"], "perms:create", users["collaborator"], "--app", app).returncode == 0
+    return World(platform, app, work, keys, users)
+
+
+def changes(before: object, after: object, path: str = "") -> list[str]:
+    """The leaves that differ between two nested snapshots (for a readable failure)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            c
+            for k in sorted(set(before) | set(after), key=str)
+            for c in changes(before.get(k), after.get(k), f"{path}/{k}")
+        ]
+    return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_matrix(world: World, name: str) -> None:
+    run, expected = TABLE[name]
+    for role in ROLES:
+        before = (traces(world.h, world.app), people(world.h))
+        r = run(world, role)
+        outcome = expected[role]
+        where = f"{name} as {role}: rc={r.returncode}\n{r.stdout}\n{r.stderr}"
+        if outcome == OK:
+            assert r.returncode == 0, where
+            continue
+        assert r.returncode != 0, where
+        after = (traces(world.h, world.app), people(world.h))
+        assert after == before, f"{where}\nchanged: {changes(before, after)}"
+        if name.startswith("git-"):
+            assert r.stderr.startswith(" !     "), where
+            if outcome == HIDDEN:
+                assert f"app {world.app} does not exist or is not yours" in r.stderr, where
+            continue
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(" !     "), where
+        if outcome == HIDDEN:
+            assert lines[0] == f" !     app {world.app} does not exist or is not yours", where
+        else:
+            assert "only" in lines[0] and world.app not in r.stdout, where
+
+
+def test_listings_show_only_accessible_apps(world: World) -> None:
+    for role, sees in (("stranger", False), ("collaborator", True), ("owner", True), ("admin", True)):
+        assert (world.app in world.ssh(role, "apps:list").stdout) is sees, role
