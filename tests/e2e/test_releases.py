@@ -118,9 +118,10 @@ def test_bad_release_commands_change_nothing(platform: Harness, admin: Key, app)
 def test_other_users_apps_are_refused(platform: Harness, admin: Key, alice: Key, app) -> None:
     name, _ = app
     before = releases_json(platform, admin, name)
-    refused(platform.ssh(alice, "releases:rollback", "--app", name), f"app {name} does not exist or is not yours")
-    refused(platform.ssh(alice, "limits:set", "cmd=1G", "--app", name), f"app {name} does not exist or is not yours")
-    refused(platform.ssh(alice, "config:push", "--app", name, input="A=1\n"), f"app {name} does not exist or is not yours")
+    hidden = f"app {name} does not exist or is not yours"
+    refused(platform.ssh(alice, "releases:rollback", "--app", name), hidden)
+    refused(platform.ssh(alice, "limits:set", "cmd=1G", "--app", name), hidden)
+    refused(platform.ssh(alice, "config:push", "--app", name, input="A=1\n"), hidden)
     assert releases_json(platform, admin, name) == before
 
 
