@@ -28,6 +28,9 @@ class Build:
     port: int = 5000  # what the app listens on ($PORT)
     created: float = 0.0
     by: str = ""
+    release: str = ""  # the Procfile's `release:` command, run once per release before the rollout
+    runner: bool = False  # the image's entry point is the slug runner: types start as `start TYPE`
+    slug_size: int = 0  # bytes of a buildpack build's compressed slug
 
     @property
     def process_types(self) -> list[str]:

@@ -28,31 +28,44 @@ class Deployment:
     formation: dict[str, int]
     health: HealthCheck = field(default_factory=HealthCheck)
     memory: dict[str, str] = field(default_factory=dict)  # type -> docker memory limit
+    runner: bool = False  # the image's entry point is the slug runner: a type starts as `start TYPE`
+    release_command: str = ""  # the Procfile's `release:`, run once before the rollout (release_phase)
+
+
+def command(d: Deployment, ptype: str) -> list[str] | None:
+    """How a process type starts: the image's CMD (`cmd`), the runner's `start TYPE`, or the shell."""
+    if ptype == "cmd":
+        return None
+    if d.runner:
+        return ["start", ptype]
+    return ["/bin/sh", "-c", d.procfile[ptype] if ptype != "release" else d.release_command]
+
+
+def environment(d: Deployment, ptype: str, num: int) -> dict[str, str]:
+    return {
+        **d.config,
+        "PORT": str(d.port),
+        "DEIS_APP": d.app,
+        "DEIS_RELEASE": f"v{d.version}",
+        "DYNO": f"{ptype}.{num}",
+    }
 
 
 def plan(d: Deployment) -> list[ContainerSpec]:
     specs = []
     for ptype, count in sorted(d.formation.items()):
-        if ptype == "cmd" and d.procfile:
-            continue
+        if (ptype == "cmd" and d.procfile) or ptype == "release":
+            continue  # `release` runs once per release (release_phase), never as a scaled process
         if ptype != "cmd" and ptype not in d.procfile:
             continue  # scaled type that this build no longer declares
-        command = None if ptype == "cmd" else ["/bin/sh", "-c", d.procfile[ptype]]
         for num in range(1, count + 1):
             name = ContainerName(d.app, d.version, ptype, num)
-            env = {
-                **d.config,
-                "PORT": str(d.port),
-                "DEIS_APP": d.app,
-                "DEIS_RELEASE": f"v{d.version}",
-                "DYNO": f"{ptype}.{num}",
-            }
             specs.append(
                 ContainerSpec(
                     name=name,
                     image=d.image,
-                    command=command,
-                    env=env,
+                    command=command(d, ptype),
+                    env=environment(d, ptype, num),
                     port=d.port if ptype in ROUTED_TYPES else None,
                     memory=d.memory.get(ptype),
                 )
