@@ -181,7 +181,7 @@ def purge_cache(settings: Settings, app: str) -> int:
     path = cache_dir(settings, app)
     if not path.exists():
         return 0
-    size = sum(p.lstat().st_size for p in path.rglob("*"))
+    size = sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
     shutil.rmtree(path)
     return size
 

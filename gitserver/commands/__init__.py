@@ -3,9 +3,11 @@
     base      the registry, Context (output, listings, app resolution, the app lock)
     apps      help, apps:*, push/fetch authorization
     config    config, config:set, config:unset
+    buildpacks  builds:purge-cache, buildpacks
 """
 
 from gitserver.commands import apps, config
+from gitserver.commands import buildpacks as buildpacks
 from gitserver.commands.apps import authorize_fetch, authorize_push
 from gitserver.commands.base import Context, command, registry
 
