@@ -128,7 +128,7 @@ def test_node_app(platform: Harness, admin: Key) -> None:
     work = platform.checkout("bp-node", app)
     out = pushed(platform, work, admin)
     assert "remote: -----> Node.js app detected" in out
-    assert "remote: -----> Installing 1 dependencies with npm install --offline" in out
+    assert "remote: -----> Installing 1 dependencies with npm install --offline (npm " in out
     assert "remote:        Default types for buildpack -> web" in out
     assert platform.get(app) == (200, "hello from node greet-1.0 production\n")
 
