@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -63,6 +64,39 @@ def bench(h: Harness, name: str, app: str, work: Path, runs: int) -> dict[str, o
     return result
 
 
+def image_methods(h: Harness, app: str, work: Path, runs: int) -> dict[str, object]:
+    """slugrunner + slug as an image: `docker build` of a two-file context (what builds use) against
+    create + put_archive + commit of a container."""
+    import docker
+
+    from builders import dockerfile, stacks
+
+    sha = h.git(work, "rev-parse", "HEAD").stdout.strip()
+    ws = buildpack.workspace(h.settings)
+    client = docker.from_env()
+    build_s, commit_s = [], []
+    try:
+        slug = buildpack.compile_slug(h.settings, app, work / ".git", sha, {}, ws, Output(io.StringIO()))
+        for n in range(runs):
+            tag = f"{h.settings.registry}/{app}:bench-build-{n}"
+            started = time.monotonic()
+            dockerfile.build_image(client, buildpack.slug_context(slug.path, stacks.RUNNER_IMAGE), tag, print)
+            build_s.append(time.monotonic() - started)
+            started = time.monotonic()
+            c = client.containers.create(stacks.RUNNER_IMAGE, command=["start", "web"])
+            c.put_archive("/app", slug.path.read_bytes())
+            c.commit(f"{h.settings.registry}/{app}", f"bench-commit-{n}")
+            c.remove()
+            commit_s.append(time.monotonic() - started)
+    finally:
+        shutil.rmtree(ws, ignore_errors=True)
+    return {
+        "app": "image from slug",
+        "docker_build_s": [round(x, 2) for x in build_s],
+        "create_put_commit_s": [round(x, 2) for x in commit_s],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -79,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             ]
             app = unique("bench-py")
             results.append(bench(h, "python + vendored wheel", app, python_dep_checkout(h, app), args.runs))
-            app = unique("bench-node")
-            results.append(bench(h, "node + vendored package", app, h.checkout("bp-node", app), args.runs))
+            node = unique("bench-node")
+            node_work = h.checkout("bp-node", node)
+            results.append(bench(h, "node + vendored package", node, node_work, args.runs))
+            results.append(image_methods(h, app, h.checkout("bp-python", unique("bench-img")), args.runs))
         finally:
             h.down()
     for r in results:
@@ -90,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  x{r['speedup']:<5} slug {r['slug']}  (cold {r['cold_s']}, warm {r['warm_s']})"
             )
         else:
-            print(f"{r['app']:<26} {r['seconds']}s")
+            print(f"{r['app']:<26} {r.get('seconds', r)}")
     json.dump(results, sys.stdout, indent=2)
     print()
     return 0

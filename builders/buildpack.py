@@ -119,7 +119,7 @@ def builder_argv(
     platform: str,
 ) -> list[str]:
     """The ephemeral slugbuilder container (pure: tests compare it exactly)."""
-    argv = ["docker", "run", "--rm", "--name", container]
+    argv = ["docker", "run", "--rm", "--pull", "never", "--name", container]
     argv += ["--label", f"io.deis.platform={platform}", "--label", f"{LABEL_BUILD}={container}"]
     argv += ["-v", f"{work / 'app'}:/app", "-v", f"{cache}:/cache", "-v", f"{work / 'env'}:/env:ro"]
     argv += ["-v", f"{work / 'out'}:/out", "-v", f"{DRIVER}:/builder/build:ro"]
@@ -300,8 +300,10 @@ def compile_slug(
         name = chosen[int(failed)].name if failed.isdigit() and int(failed) < len(chosen) else "the buildpack"
         step = "compile" if code == COMPILE_FAILED else "release"
         raise BuildError(f"{name}: bin/{step} failed (see its output above)")
+    if code == 125:  # docker's own failure, before the driver ran
+        raise BuildError(f"cannot start the slugbuilder (is {stacks.BUILDER_IMAGE} made? deis stacks:build)")
     if code != 0:
-        raise BuildError(f"the slug compiler exited with status {code} (is {stacks.BUILDER_IMAGE} made?)")
+        raise BuildError(f"the slug compiler exited with status {code}")
 
     releases = [p.read_text(errors="replace") for p in sorted((work / "out").glob("release-*.yml"))]
     procs = process_types(releases, procfile)

@@ -81,10 +81,14 @@ def runner_spec() -> services.DebootstrapImage:
     )
 
 
+def specs() -> list[services.DebootstrapImage]:
+    return [runner_spec(), builder_spec()]
+
+
 def ensure_stacks(settings: Settings, out: Output, force: bool = False) -> list[str]:
     """Make the slugrunner and slugbuilder images if missing, stale or forced; returns those made."""
     made = []
-    for spec in (runner_spec(), builder_spec()):
+    for spec in specs():
         if services.ensure_debootstrap_image(settings, out, spec, force=force):
             made.append(spec.image)
     return made

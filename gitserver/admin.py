@@ -134,11 +134,9 @@ def cmd_stacks_build(settings: Settings, args: argparse.Namespace, out: Output) 
     from builders import stacks
 
     services.ensure_dockerd(settings, out)
-    services.ensure_stack_image(settings, out, force=args.force)
-    made = stacks.ensure_stacks(settings, out, force=args.force)
-    images = [settings.stack_image, stacks.RUNNER_IMAGE, stacks.BUILDER_IMAGE]
-    out.step("Stack images ready" + ("" if made or args.force else " (all present; --force remakes them)"))
-    for image in images:
+    services.ensure_images(settings, out, force=args.force)
+    out.step("Stack images ready" + ("" if args.force else " (--force remakes them)"))
+    for image in (settings.stack_image, stacks.RUNNER_IMAGE, stacks.BUILDER_IMAGE):
         out.detail(image)
     return 0
 

@@ -70,7 +70,7 @@ def test_builder_argv() -> None:
         "/s",
     )
     assert argv == [
-        "docker", "run", "--rm", "--name", "deis-build-app-1",
+        "docker", "run", "--rm", "--pull", "never", "--name", "deis-build-app-1",
         "--label", "io.deis.platform=/s", "--label", "io.deis.build=deis-build-app-1",
         "-v", "/s/builds/build-x/app:/app", "-v", "/s/cache/app:/cache",
         "-v", "/s/builds/build-x/env:/env:ro",
