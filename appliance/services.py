@@ -112,6 +112,16 @@ def debootstrap_argv(
     return argv
 
 
+def chroot_apt_argv(root: Path, packages: tuple[str, ...]) -> list[str]:
+    """apt-get inside a debootstrapped root (on the host's network): it resolves what debootstrap's
+    own resolver cannot (virtual packages, as npm's dependencies need)."""
+    return ["chroot", str(root), "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+
+
+def mount_proc_argv(root: Path) -> list[str]:
+    return ["mount", "-t", "proc", "proc", str(root / "proc")]
+
+
 def tar_argv(root: Path) -> list[str]:
     return ["tar", "-C", str(root), "-c", "."]
 
@@ -380,7 +390,8 @@ class DebootstrapImage:
     """An image made on the host from Debian packages: debootstrap, then ``prepare(root)``, then import."""
 
     image: str
-    packages: tuple[str, ...]
+    packages: tuple[str, ...]  # debootstrap --include
+    apt_packages: tuple[str, ...] = ()  # then apt-get install in the root (full dependency resolution)
     changes: tuple[str, ...] = ()  # Dockerfile instructions applied by `docker import --change`
     prepare: Callable[[Path], None] | None = None  # adds the platform's own files to the root
     label: str = "stack"  # the lock and log name
@@ -453,11 +464,16 @@ def ensure_debootstrap_image(
             _run_logged(
                 debootstrap_argv(root, suite, mirror, spec.packages), log, "debootstrap", "debootstrap"
             )
+            if spec.apt_packages:
+                out.step(f"Installing {', '.join(spec.apt_packages)} into it with apt-get")
+                _apt_install(root, spec.apt_packages, log)
             if spec.prepare is not None:
                 spec.prepare(root)
             # apt's package cache is of no use in an image that never runs apt (no network inside)
             for deb in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
                 deb.unlink()
+            for index in (root / "var" / "lib" / "apt" / "lists").glob("*_Packages"):
+                index.unlink()
             changes = spec.changes + ((f"LABEL {DIGEST_LABEL}={spec.digest}",) if spec.digest else ())
             out.step(f"Importing it into docker as {image}")
             _import_tree(root, image, log, changes)
@@ -650,14 +666,16 @@ def _last_line(path: Path, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _run_logged(argv: list[str], log: Path, what: str, package: str) -> None:
+def _run_logged(
+    argv: list[str], log: Path, what: str, package: str, env: dict[str, str] | None = None
+) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         fh.write(f"==> {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
         fh.flush()
         try:
             code = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT
+                argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env
             ).returncode
         except FileNotFoundError as exc:
             raise ServiceError(f"{what}: {argv[0]} not found (install the {package} package)") from exc
@@ -694,6 +712,20 @@ def _import_tree(root: Path, image: str, log: Path, changes: tuple[str, ...] = (
         raise ServiceError(
             f"tar of the stack root failed with status {tar_code}: {_last_line(log)} (see {log})"
         )
+
+
+def _apt_install(root: Path, packages: tuple[str, ...], log: Path) -> None:
+    # No daemon may start inside the root (policy-rc.d), and /proc is there only while apt runs.
+    policy = root / "usr" / "sbin" / "policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    _run_logged(mount_proc_argv(root), log, "mount /proc", "mount")
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+    try:
+        _run_logged(chroot_apt_argv(root, packages), log, "apt-get install", "apt", env=env)
+    finally:
+        subprocess.run(umount_argv(str(root / "proc")), stdin=subprocess.DEVNULL, capture_output=True)
+        policy.unlink(missing_ok=True)
 
 
 def _remove_tree(path: Path) -> None:

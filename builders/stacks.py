@@ -23,21 +23,11 @@ RUNNER_INIT = HERE / "runner" / "init"
 
 BUILDER_IMAGE = "deis/slugbuilder:bookworm"
 RUNNER_IMAGE = "deis/slugrunner:bookworm"
-# No build-essential: gcc and friends double the build time of the image; pure-python wheels and
-# JavaScript packages need none.
-BUILDER_PACKAGES = (
-    "python3",
-    "python3-pip",
-    "python3-venv",
-    "nodejs",
-    "npm",
-    # debootstrap does not resolve virtual packages: name the providers npm's dependencies need
-    # (node-has, node-color-support), or npm is left unconfigured.
-    "node-function-bind",
-    "node-fancy-log",
-    "git",
-    "ca-certificates",
-)
+# debootstrap's resolver ignores virtual packages, which npm's dependencies need: those are installed
+# afterwards with apt-get in the root. No build-essential: gcc and friends double the image's build
+# time; pure-python wheels and JavaScript packages need none.
+BUILDER_PACKAGES = ("python3", "python3-pip", "python3-venv", "git", "ca-certificates")
+BUILDER_APT_PACKAGES = ("nodejs", "npm")
 RUNNER_PACKAGES = ("python3", "nodejs", "ca-certificates")
 RUNNER_CHANGES = ('ENTRYPOINT ["/runner/init"]', "WORKDIR /app", "ENV HOME=/app")
 
@@ -61,8 +51,9 @@ def builder_spec() -> services.DebootstrapImage:
     return services.DebootstrapImage(
         image=BUILDER_IMAGE,
         packages=BUILDER_PACKAGES,
+        apt_packages=BUILDER_APT_PACKAGES,
         label="slugbuilder",
-        digest=_digest(*(p.encode() for p in BUILDER_PACKAGES)),
+        digest=_digest(*(p.encode() for p in BUILDER_PACKAGES + ("--",) + BUILDER_APT_PACKAGES)),
     )
 
 
