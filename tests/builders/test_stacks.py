@@ -45,7 +45,12 @@ def test_image_with_prepare_changes_and_digest(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(services, "debootstrap_argv", fake_debootstrap)
     spec = services.DebootstrapImage(
-        image, ("python3",), ('ENTRYPOINT ["/runner/init"]',), prepare, label="testrunner", digest="d1"
+        image,
+        ("python3",),
+        changes=('ENTRYPOINT ["/runner/init"]',),
+        prepare=prepare,
+        label="testrunner",
+        digest="d1",
     )
     stream = io.StringIO()
     client = docker.from_env()
