@@ -70,3 +70,13 @@ def test_image_with_prepare_changes_and_digest(tmp_path: Path, monkeypatch: pyte
         with contextlib.suppress(docker.errors.ImageNotFound):
             client.images.remove(image, force=True)
         client.close()
+
+
+def test_admin_stacks_build_command_and_ssh_commands_are_registered() -> None:
+    from gitserver import admin
+    from gitserver.commands import registry
+
+    args = admin.parser().parse_args(["stacks:build", "--force"])
+    assert args.func is admin.cmd_stacks_build and args.force is True
+    assert registry.lookup("builds:purge-cache").examples
+    assert registry.lookup("buildpacks").examples
