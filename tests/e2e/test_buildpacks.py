@@ -211,3 +211,17 @@ def test_a_tree_no_buildpack_detects_is_rejected(platform: Harness, admin: Key) 
     assert r.returncode != 0
     assert "no buildpack detects this app: add a requirements.txt, package.json" in r.stderr
     assert "pre-receive hook declined" in r.stderr
+
+
+def test_several_buildpacks_from_a_buildpacks_file(platform: Harness, admin: Key) -> None:
+    app = unique("bpmulti")
+    work = platform.checkout("bp-static", app)
+    commit_files(platform, work, {".buildpacks": "static\nprocfile\n", "Procfile": "worker: echo working\n"})
+    out = pushed(platform, work, admin)
+    assert "remote: -----> Static app detected" in out
+    assert "remote: -----> Procfile-only app detected" in out  # every named buildpack compiles, in order
+    assert out.index("Nothing to compile") > out.index("-----> Serving ")
+    assert "remote:        Procfile declares types -> worker" in out
+    assert "remote:        Default types for buildpack -> web" in out
+    status, body = platform.get(app)
+    assert status == 200 and "hello from a static site" in body
