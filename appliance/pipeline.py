@@ -1,7 +1,8 @@
 """The deploy pipeline: the only place that composes builders, releaser, scheduler and routerconf.
 
     deploy(commit)   = build -> prepare release -> roll_out
-    roll_out(release) = launch new (healthy) -> record release -> switch router -> retire old
+    roll_out(release) = release phase (Procfile `release:`, if any) -> launch new (healthy)
+                        -> record release -> switch router -> retire old
 
 `config:set`, `releases:rollback`, `scale` and friends prepare a release (or formation) and call
 `roll_out` too. Callers hold the app's lock.
@@ -22,7 +23,7 @@ from releaser.releases import Build, Release
 from releaser.store import Store
 from routerconf import Router
 from routerconf.site import Cert, Site
-from scheduler import rollout
+from scheduler import release_phase, rollout
 from scheduler.base import Backend, ContainerSpec
 from scheduler.docker import DockerBackend
 from scheduler.health import HealthCheck
@@ -49,7 +50,9 @@ class Platform:
 
 def deploy(p: Platform, app: str, repo: Path, sha: str, user: str, out: Output) -> Release:
     started = time.monotonic()
-    build = builders.build(p.settings, app, repo, sha, user, out)
+    current = releases.latest(p.store, app)
+    config = current.config if current is not None else {}
+    build = builders.build(p.settings, app, repo, sha, user, out, config=config)
     release = releases.prepare(p.store, app, by=user, summary=f"{user} deployed {sha[:7]}", build=build)
     roll_out(p, release, out)
     out.detail(f"deployed in {time.monotonic() - started:.1f}s")
@@ -73,6 +76,9 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     current = apps.get_formation(p.store, app)
     deployment = deployment_for(p, release)
     formation = deployment.formation
+    if build.release:
+        out.step(f"Running release command: {build.release}")
+        release_phase.run(p.backend, deployment, out.detail)
     out.step(f"Launching {app}:v{release.version} ({_describe(formation)})")
     instances = rollout.launch(p.backend, deployment, out.detail)
     switched = False
@@ -129,6 +135,8 @@ def deployment_for(
         ),
         memory=release.memory,
         cpu=release.cpu,
+        runner=build.runner,
+        release_command=build.release,
     )
 
 

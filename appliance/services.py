@@ -10,7 +10,8 @@ reused): nothing else on the machine is ever signalled.
     ensure_stack_image  debootstrap + docker import, only when the image is missing (or forced)
     start / stop        one path for every Service: idempotent start, bounded readiness wait,
                         SIGTERM, wait, SIGKILL
-    up_services         dockerd, stack image, etcd, registry (nginx and the SSH appliance start elsewhere)
+    ensure_debootstrap_image  the same for any image made from Debian packages (builders.stacks uses it)
+    up_services         dockerd, the images, etcd, registry (nginx and the SSH appliance start elsewhere)
     down_services       registry, etcd, and dockerd if we started it
 
 Errors are one line each, as ``appliance.errors.ServiceError``.
@@ -32,6 +33,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -44,7 +46,7 @@ DEBIAN_SUITE = "bookworm"
 STACK_PACKAGES = ("python3", "ca-certificates")
 POLL_INTERVAL = 0.1
 # debootstrap targets under the state dir; one left by an interrupted build is removed by the next
-STACK_TMP_PREFIX = "stack-build-"
+STACK_TMP_PREFIX = "stack-build-"  # that of the stack image; others use LABEL-build-
 
 
 # -- pure builders ----------------------------------------------------------------------------------
@@ -98,19 +100,38 @@ def registry_argv(settings: Settings) -> list[str]:
     return ["docker-registry", "serve", str(registry_config_path(settings))]
 
 
-def debootstrap_argv(target: Path, suite: str = DEBIAN_SUITE, mirror: str | None = None) -> list[str]:
-    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(STACK_PACKAGES)}", suite, str(target)]
+def debootstrap_argv(
+    target: Path,
+    suite: str = DEBIAN_SUITE,
+    mirror: str | None = None,
+    packages: tuple[str, ...] = STACK_PACKAGES,
+) -> list[str]:
+    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite, str(target)]
     if mirror:
         argv.append(mirror)
     return argv
+
+
+def chroot_apt_argv(root: Path, packages: tuple[str, ...]) -> list[str]:
+    """apt-get inside a debootstrapped root (on the host's network): it resolves what debootstrap's
+    own resolver cannot (virtual packages, as npm's dependencies need)."""
+    return ["chroot", str(root), "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+
+
+def mount_proc_argv(root: Path) -> list[str]:
+    return ["mount", "-t", "proc", "proc", str(root / "proc")]
 
 
 def tar_argv(root: Path) -> list[str]:
     return ["tar", "-C", str(root), "-c", "."]
 
 
-def docker_import_argv(image: str) -> list[str]:
-    return ["docker", "import", "-", image]
+def docker_import_argv(image: str, changes: tuple[str, ...] = ()) -> list[str]:
+    """``changes`` are Dockerfile instructions (``ENTRYPOINT [...]``, ``LABEL k=v``) set on the image."""
+    argv = ["docker", "import"]
+    for change in changes:
+        argv += ["--change", change]
+    return [*argv, "-", image]
 
 
 def umount_argv(path: str) -> list[str]:
@@ -359,25 +380,103 @@ def ensure_stack_image(
     mirror: str | None = None,
 ) -> bool:
     """Build ``settings.stack_image`` (debootstrap + docker import) if missing or ``force``. True if built."""
-    image = settings.stack_image
-    if not force and image_exists(image):
+    return ensure_debootstrap_image(
+        settings, out, DebootstrapImage(settings.stack_image, STACK_PACKAGES), force, suite, mirror
+    )
+
+
+@dataclass(frozen=True)
+class DebootstrapImage:
+    """An image made on the host from Debian packages: debootstrap, then ``prepare(root)``, then import."""
+
+    image: str
+    packages: tuple[str, ...]  # debootstrap --include
+    apt_packages: tuple[str, ...] = ()  # then apt-get install in the root (full dependency resolution)
+    changes: tuple[str, ...] = ()  # Dockerfile instructions applied by `docker import --change`
+    prepare: Callable[[Path], None] | None = None  # adds the platform's own files to the root
+    label: str = "stack"  # the lock and log name
+    # An image without this `io.deis.stack-digest` label is stale (made from other packages or files).
+    digest: str = ""
+
+
+def image_label(image: str, key: str) -> str | None:
+    """A label of a local image, or None when the image (or the label) is missing."""
+    import docker
+    import requests
+    from docker.errors import DockerException, ImageNotFound
+
+    try:
+        client = docker.from_env(timeout=30)
+    except (DockerException, requests.RequestException) as exc:
+        raise ServiceError(f"cannot reach the docker daemon: {exc}") from exc
+    try:
+        labels = (client.images.get(image).attrs.get("Config") or {}).get("Labels") or {}
+        value = labels.get(key)
+        return str(value) if value is not None else None
+    except ImageNotFound:
+        return None
+    except (DockerException, requests.RequestException) as exc:
+        raise ServiceError(f"cannot inspect image {image}: {exc}") from exc
+    finally:
+        client.close()
+
+
+DIGEST_LABEL = "io.deis.stack-digest"
+
+
+def _current(spec: DebootstrapImage) -> bool:
+    if spec.digest:
+        return image_label(spec.image, DIGEST_LABEL) == spec.digest
+    return image_exists(spec.image)
+
+
+def ensure_debootstrap_image(
+    settings: Settings,
+    out: Output,
+    spec: DebootstrapImage,
+    force: bool = False,
+    suite: str = DEBIAN_SUITE,
+    mirror: str | None = None,
+) -> bool:
+    """Make ``spec.image`` if missing, stale or ``force``: debootstrap on the host, then docker import.
+
+    Containers have no network access to rely on, so every package is installed here, on the host.
+    True if the image was (re)made.
+    """
+    image = spec.image
+    if not force and _current(spec):
         return False
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    with _lock(settings, "stack"):
-        if not force and image_exists(image):  # built meanwhile by someone holding the lock
+    with _lock(settings, spec.label):
+        if not force and _current(spec):  # made meanwhile by someone holding the lock
             return False
-        for stale in settings.state_dir.glob(f"{STACK_TMP_PREFIX}*"):
+        prefix = f"{spec.label}-build-"
+        for stale in settings.state_dir.glob(f"{prefix}*"):
             _remove_tree(stale)
-        log = logfile(settings, "stack")
+        log = logfile(settings, spec.label)
         began = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix=STACK_TMP_PREFIX, dir=settings.state_dir))
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=settings.state_dir))
         try:
             root = tmp / "rootfs"
-            out.step(f"Building the stack image {image} (debootstrap {suite}, about a minute)")
+            out.step(f"Building the {spec.label} image {image} (debootstrap {suite}, a minute or two)")
+            out.detail(f"packages: {', '.join(spec.packages)}")
             out.detail(f"log: {log}")
-            _run_logged(debootstrap_argv(root, suite, mirror), log, "debootstrap", "debootstrap")
+            _run_logged(
+                debootstrap_argv(root, suite, mirror, spec.packages), log, "debootstrap", "debootstrap"
+            )
+            if spec.apt_packages:
+                out.step(f"Installing {', '.join(spec.apt_packages)} into it with apt-get")
+                _apt_install(root, spec.apt_packages, log)
+            if spec.prepare is not None:
+                spec.prepare(root)
+            # apt's package cache is of no use in an image that never runs apt (no network inside)
+            for deb in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+                deb.unlink()
+            for index in (root / "var" / "lib" / "apt" / "lists").glob("*_Packages"):
+                index.unlink()
+            changes = spec.changes + ((f"LABEL {DIGEST_LABEL}={spec.digest}",) if spec.digest else ())
             out.step(f"Importing it into docker as {image}")
-            _import_tree(root, image, log)
+            _import_tree(root, image, log, changes)
         finally:
             _remove_tree(tmp)
         out.detail(f"{image} ready in {time.monotonic() - began:.0f} s")
@@ -387,10 +486,25 @@ def ensure_stack_image(
 # -- bring-up and tear-down -------------------------------------------------------------------------
 
 
+def ensure_images(settings: Settings, out: Output, force: bool = False) -> None:
+    """The stack image and the buildpack stacks (slugbuilder, slugrunner), each made only when missing."""
+    from builders import stacks  # builders imports this module: import it late
+
+    # Each debootstrap spends much of its time waiting on the mirror and dpkg's fsyncs: made side by
+    # side, the three take little longer than the largest alone.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        jobs = [
+            pool.submit(ensure_stack_image, settings, out, force=force),
+            *(pool.submit(ensure_debootstrap_image, settings, out, spec, force) for spec in stacks.specs()),
+        ]
+        for job in jobs:
+            job.result()
+
+
 def up_services(settings: Settings, out: Output) -> None:
-    """dockerd, the stack image, etcd, the registry. nginx and the SSH appliance are started elsewhere."""
+    """dockerd, the images, etcd, the registry. nginx and the SSH appliance are started elsewhere."""
     ensure_dockerd(settings, out)
-    ensure_stack_image(settings, out)
+    ensure_images(settings, out)
     for service in services(settings):
         out.step(f"Starting {service.name} on {service.address}")
         start(service, settings, out)
@@ -552,14 +666,16 @@ def _last_line(path: Path, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _run_logged(argv: list[str], log: Path, what: str, package: str) -> None:
+def _run_logged(
+    argv: list[str], log: Path, what: str, package: str, env: dict[str, str] | None = None
+) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         fh.write(f"==> {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
         fh.flush()
         try:
             code = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT
+                argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env
             ).returncode
         except FileNotFoundError as exc:
             raise ServiceError(f"{what}: {argv[0]} not found (install the {package} package)") from exc
@@ -567,10 +683,11 @@ def _run_logged(argv: list[str], log: Path, what: str, package: str) -> None:
         raise ServiceError(f"{what} failed with status {code}: {_last_line(log)} (see {log})")
 
 
-def _import_tree(root: Path, image: str, log: Path) -> None:
+def _import_tree(root: Path, image: str, log: Path, changes: tuple[str, ...] = ()) -> None:
     """``tar -C ROOT -c . | docker import - IMAGE``, as two processes joined by a pipe."""
+    imp_argv = docker_import_argv(image, changes)
     with open(log, "ab") as fh:
-        fh.write(f"==> {' '.join(tar_argv(root))} | {' '.join(docker_import_argv(image))}\n".encode())
+        fh.write(f"==> {' '.join(tar_argv(root))} | {' '.join(imp_argv)}\n".encode())
         fh.flush()
         try:
             tar = subprocess.Popen(
@@ -580,7 +697,7 @@ def _import_tree(root: Path, image: str, log: Path) -> None:
             raise ServiceError("tar not found") from exc
         assert tar.stdout is not None
         try:
-            imp = subprocess.Popen(docker_import_argv(image), stdin=tar.stdout, stdout=fh, stderr=fh)
+            imp = subprocess.Popen(imp_argv, stdin=tar.stdout, stdout=fh, stderr=fh)
         except FileNotFoundError as exc:
             tar.kill()
             tar.wait()
@@ -595,6 +712,20 @@ def _import_tree(root: Path, image: str, log: Path) -> None:
         raise ServiceError(
             f"tar of the stack root failed with status {tar_code}: {_last_line(log)} (see {log})"
         )
+
+
+def _apt_install(root: Path, packages: tuple[str, ...], log: Path) -> None:
+    # No daemon may start inside the root (policy-rc.d), and /proc is there only while apt runs.
+    policy = root / "usr" / "sbin" / "policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    _run_logged(mount_proc_argv(root), log, "mount /proc", "mount")
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+    try:
+        _run_logged(chroot_apt_argv(root, packages), log, "apt-get install", "apt", env=env)
+    finally:
+        subprocess.run(umount_argv(str(root / "proc")), stdin=subprocess.DEVNULL, capture_output=True)
+        policy.unlink(missing_ok=True)
 
 
 def _remove_tree(path: Path) -> None:
@@ -624,7 +755,7 @@ def main(argv: list[str] | None = None, stream: IO[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m appliance.services", description=__doc__.split("\n")[0])
     parser.add_argument("--state-dir", help="default: $DEIS_STATE_DIR or /var/lib/deis")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("ensure-test-prereqs", help="dockerd answering and the stack image present")
+    sub.add_parser("ensure-test-prereqs", help="dockerd answering and the stack images present")
     stack = sub.add_parser("stack-image", help="build the stack image if missing")
     stack.add_argument("--force", action="store_true", help="rebuild even if it exists")
     sub.add_parser("up", help="dockerd, stack image, etcd, registry")
@@ -638,7 +769,7 @@ def main(argv: list[str] | None = None, stream: IO[str] | None = None) -> int:
     try:
         if args.command == "ensure-test-prereqs":
             ensure_dockerd(settings, out)
-            ensure_stack_image(settings, out)
+            ensure_images(settings, out)
         elif args.command == "stack-image":
             ensure_dockerd(settings, out)
             ensure_stack_image(settings, out, force=args.force)

@@ -6,6 +6,7 @@ deis status
 deis keys:add NAME [--admin] < key.pub                                      register a user's key
 deis keys:list | keys:remove NAME|FINGERPRINT | users:list
 deis serve                                                                  the SSH appliance (foreground)
+deis stacks:build [--force]                                                 (re)make the stack images
 """
 
 from __future__ import annotations
@@ -147,6 +148,17 @@ def cmd_users_list(settings: Settings, args: argparse.Namespace, out: Output) ->
     return 0
 
 
+def cmd_stacks_build(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    from builders import stacks
+
+    services.ensure_dockerd(settings, out)
+    services.ensure_images(settings, out, force=args.force)
+    out.step("Stack images ready" + ("" if args.force else " (--force remakes them)"))
+    for image in (settings.stack_image, stacks.RUNNER_IMAGE, stacks.BUILDER_IMAGE):
+        out.detail(image)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deis", description="Host-side administration of the platform.")
     p.add_argument(
@@ -177,6 +189,9 @@ def parser() -> argparse.ArgumentParser:
     kr.add_argument("key")
     kr.set_defaults(func=cmd_keys_remove)
     sub.add_parser("users:list", help="list users").set_defaults(func=cmd_users_list)
+    sb = sub.add_parser("stacks:build", help="make the stack, slugbuilder and slugrunner images if missing")
+    sb.add_argument("--force", action="store_true", help="remake them even if present")
+    sb.set_defaults(func=cmd_stacks_build)
     return p
 
 

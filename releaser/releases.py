@@ -35,6 +35,9 @@ class Build:
     by: str = ""
     # app.json `healthchecks` (Dokku's format), by process type
     healthchecks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    release: str = ""  # the Procfile's `release:` command, run once per release before the rollout
+    runner: bool = False  # the image's entry point is the slug runner: types start as `start TYPE`
+    slug_size: int = 0  # bytes of a buildpack build's compressed slug
 
     @property
     def process_types(self) -> list[str]:

@@ -29,35 +29,47 @@ class Deployment:
     health: HealthCheck = field(default_factory=HealthCheck)
     memory: dict[str, str] = field(default_factory=dict)  # type -> docker memory limit
     cpu: dict[str, int] = field(default_factory=dict)  # type -> docker cpu shares
+    runner: bool = False  # the image's entry point is the slug runner: a type starts as `start TYPE`
+    release_command: str = ""  # the Procfile's `release:`, run once before the rollout (release_phase)
 
 
-def plan(d: Deployment) -> list[ContainerSpec]:
-    specs = []
-    for ptype, count in sorted(d.formation.items()):
-        if ptype == "cmd" and d.procfile:
-            continue
-        if ptype != "cmd" and ptype not in d.procfile:
-            continue  # scaled type that this build no longer declares
-        specs += [spec(d, ptype, num) for num in range(1, count + 1)]
-    return specs
+def command(d: Deployment, ptype: str) -> list[str] | None:
+    """How a process type starts: the image's CMD (`cmd`), the runner's `start TYPE`, or the shell."""
+    if ptype == "cmd":
+        return None
+    if d.runner:
+        return ["start", ptype]
+    return ["/bin/sh", "-c", d.procfile[ptype] if ptype != "release" else d.release_command]
 
 
-def spec(d: Deployment, ptype: str, num: int, command: list[str] | None = None) -> ContainerSpec:
-    """One container of `d`: process type `ptype` (its Procfile command unless `command` is given)."""
-    if command is None and ptype != "cmd":
-        command = ["/bin/sh", "-c", d.procfile[ptype]]
-    env = {
+def environment(d: Deployment, ptype: str, num: int) -> dict[str, str]:
+    return {
         **d.config,
         "PORT": str(d.port),
         "DEIS_APP": d.app,
         "DEIS_RELEASE": f"v{d.version}",
         "DYNO": f"{ptype}.{num}",
     }
+
+
+def plan(d: Deployment) -> list[ContainerSpec]:
+    specs = []
+    for ptype, count in sorted(d.formation.items()):
+        if (ptype == "cmd" and d.procfile) or ptype == "release":
+            continue  # `release` runs once per release (release_phase), never as a scaled process
+        if ptype != "cmd" and ptype not in d.procfile:
+            continue  # scaled type that this build no longer declares
+        specs += [spec(d, ptype, num) for num in range(1, count + 1)]
+    return specs
+
+
+def spec(d: Deployment, ptype: str, num: int, argv: list[str] | None = None) -> ContainerSpec:
+    """One container of `d`: process type `ptype` (started as `command(d, ptype)` unless `argv` is given)."""
     return ContainerSpec(
         name=ContainerName(d.app, d.version, ptype, num),
         image=d.image,
-        command=command,
-        env=env,
+        command=argv if argv is not None else command(d, ptype),
+        env=environment(d, ptype, num),
         port=d.port if ptype in ROUTED_TYPES else None,
         memory=d.memory.get(ptype),
         cpu_shares=d.cpu.get(ptype),

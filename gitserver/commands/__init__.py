@@ -13,10 +13,12 @@
     domains   domains:*, certs:*, router:* (what the router serves for an app)
     keys      keys:add, keys:list, keys:remove
     perms     perms:list, perms:create, perms:delete, users:list
+    buildpacks  buildpacks, builds:purge-cache
 """
 
 from gitserver.commands import (  # noqa: F401 - registers the commands
     apps,
+    buildpacks,
     builds,
     config,
     domains,

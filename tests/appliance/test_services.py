@@ -361,7 +361,7 @@ def test_ensure_stack_image_builds_imports_and_cleans_up(
     stale = s.state_dir / f"{services.STACK_TMP_PREFIX}old"
     (stale / "rootfs").mkdir(parents=True)
 
-    def fake_debootstrap(target: Path, suite: str = "bookworm", mirror: str | None = None) -> list[str]:
+    def fake_debootstrap(target: Path, *args: object) -> list[str]:
         return ["sh", "-c", 'mkdir -p "$1/etc" && echo stack > "$1/etc/hello"', "sh", str(target)]
 
     monkeypatch.setattr(services, "debootstrap_argv", fake_debootstrap)

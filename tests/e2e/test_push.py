@@ -136,14 +136,15 @@ def test_empty_push_changes_nothing(platform: Harness, admin: Key, deployed) -> 
     assert "Everything up-to-date" in r.stderr
 
 
-def test_tree_without_dockerfile_gets_a_clear_error(platform: Harness, admin: Key) -> None:
+def test_tree_without_dockerfile_or_buildpack_gets_a_clear_error(platform: Harness, admin: Key) -> None:
     app = unique("nodocker")
     work = platform.checkout("hello", app)
     platform.git(work, "rm", "-q", "Dockerfile")
     platform.git(work, "commit", "-qm", "no dockerfile")
     r = platform.push(work, admin)
     assert r.returncode != 0
-    assert "no Dockerfile at the top of the pushed tree" in r.stderr
+    # no Dockerfile: a buildpack build, and no built-in buildpack detects app.py alone
+    assert "no buildpack detects this app" in r.stderr
     assert remote_ref(platform, work, admin) is None
     assert platform.containers(app) == []
 

@@ -1,0 +1,351 @@
+"""Buildpack builds, the Heroku way (Deis v1's slugbuilder and slugrunner), entirely offline.
+
+    export the commit   -> WORK/app                     (git archive, on the host)
+    choose buildpacks   -> BUILDPACK_URL, else .buildpacks, else the built-ins, first to detect wins
+    fetch them          -> git clone on the host (http(s), file://, a host path; URL#ref)
+    compile             -> an ephemeral slugbuilder container runs bin/detect, bin/compile
+                           BUILD_DIR CACHE_DIR ENV_DIR and bin/release of each (slugbuilder/build)
+    slug                -> WORK/slug.tgz, the compiled /app ("Compiled slug size is N")
+    image               -> slugrunner + the slug (a docker build of a two-file context), pushed
+
+Config vars reach the compile only through ENV_DIR, one file per var holding its exact bytes.
+Each app's CACHE_DIR (STATE_DIR/cache/APP) survives between builds; `builds:purge-cache` empties it.
+The image's entry point is the runner's /runner/init: `start TYPE` runs a Procfile type.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from appliance.errors import BuildError, ServiceError, ValidationError
+from appliance.output import Output
+from appliance.settings import Settings
+from builders import source, stacks
+
+HERE = Path(__file__).resolve().parent
+BUILTIN_DIR = HERE / "buildpacks"
+BUILTIN_ORDER = ("python", "nodejs", "static", "procfile")
+DRIVER = HERE / "slugbuilder" / "build"
+STACK = "bookworm"
+LABEL_BUILD = "io.deis.build"
+# The driver's exit statuses (slugbuilder/build).
+NOT_DETECTED, COMPILE_FAILED, RELEASE_FAILED = 100, 101, 102
+
+
+@dataclass(frozen=True)
+class Buildpack:
+    """One buildpack to run: a built-in (`path` set) or a git URL still to fetch."""
+
+    name: str  # what messages call it: the built-in's name or the URL as given
+    url: str = ""
+    ref: str = ""
+    path: Path | None = None
+
+
+# -- pure parts -------------------------------------------------------------------------------------
+
+
+def parse_buildpack(text: str) -> Buildpack:
+    """`python` (a built-in), or a git URL / host path with an optional `#ref`."""
+    text = text.strip()
+    short = text.removeprefix("heroku/")
+    if short in BUILTIN_ORDER:
+        return Buildpack(name=short, path=BUILTIN_DIR / short)
+    url, _, ref = text.partition("#")
+    if not url:
+        raise ValidationError(
+            f"invalid buildpack {text!r}: expected a git URL or path, with an optional #ref"
+        )
+    if not url.startswith(("http://", "https://", "file://", "/", "git://", "ssh://")):
+        raise ValidationError(
+            f"invalid buildpack {text!r}: use http(s)://, file:// or an absolute path"
+            f" (or a built-in: {', '.join(BUILTIN_ORDER)})"
+        )
+    if ref.startswith("-"):
+        raise ValidationError(f"invalid buildpack ref {ref!r}")
+    return Buildpack(name=text, url=url, ref=ref)
+
+
+def parse_buildpacks_file(text: str) -> list[Buildpack]:
+    """A `.buildpacks` file: one buildpack a line; blank lines and `#` comments skipped."""
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            found.append(parse_buildpack(line))
+    return found
+
+
+def choose(config: dict[str, str], buildpacks_file: str | None) -> tuple[str, list[Buildpack]]:
+    """(mode, buildpacks): `all` when the app names them (BUILDPACK_URL, .buildpacks), else `auto`."""
+    if config.get("BUILDPACK_URL", "").strip():
+        return "all", [parse_buildpack(config["BUILDPACK_URL"])]
+    if buildpacks_file is not None:
+        named = parse_buildpacks_file(buildpacks_file)
+        if named:
+            return "all", named
+    return "auto", [Buildpack(name=n, path=BUILTIN_DIR / n) for n in BUILTIN_ORDER]
+
+
+def clone_argv(url: str, dest: Path) -> list[str]:
+    return ["git", "clone", "--quiet", "--", url, str(dest)]
+
+
+def checkout_argv(dest: Path, ref: str) -> list[str]:
+    return ["git", "-C", str(dest), "checkout", "--quiet", "--detach", ref, "--"]
+
+
+def builder_argv(
+    container: str,
+    image: str,
+    work: Path,
+    cache: Path,
+    buildpacks: list[Path],
+    names: list[str],
+    mode: str,
+    sha: str,
+    platform: str,
+) -> list[str]:
+    """The ephemeral slugbuilder container (pure: tests compare it exactly)."""
+    argv = ["docker", "run", "--rm", "--pull", "never", "--name", container]
+    argv += ["--label", f"io.deis.platform={platform}", "--label", f"{LABEL_BUILD}={container}"]
+    argv += ["-v", f"{work / 'app'}:/app", "-v", f"{cache}:/cache", "-v", f"{work / 'env'}:/env:ro"]
+    argv += ["-v", f"{work / 'out'}:/out", "-v", f"{DRIVER}:/builder/build:ro"]
+    for i, path in enumerate(buildpacks):
+        argv += ["-v", f"{path}:/buildpacks/{i:02d}:ro"]
+    argv += ["-e", f"STACK={STACK}", "-e", f"SOURCE_VERSION={sha}"]
+    return [*argv, image, "/builder/build", mode, *names]
+
+
+def env_files(config: dict[str, str]) -> dict[str, bytes]:
+    """ENV_DIR's content: one file per config var, named by the key, holding the value's exact bytes."""
+    return {key: value.encode("utf-8", "surrogateescape") for key, value in config.items()}
+
+
+def process_types(releases: list[str], procfile: dict[str, str]) -> dict[str, str]:
+    """bin/release's `default_process_types` (later buildpacks win), then the Procfile over them."""
+    merged: dict[str, str] = {}
+    for text in releases:
+        try:
+            doc = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise BuildError(f"bin/release printed invalid YAML: {str(exc).splitlines()[0]}") from exc
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise BuildError("bin/release printed YAML that is not a mapping")
+        defaults = doc.get("default_process_types") or {}
+        if not isinstance(defaults, dict):
+            raise BuildError("bin/release's default_process_types is not a mapping")
+        merged.update({str(k): str(v) for k, v in defaults.items()})
+    merged.update(procfile)
+    return merged
+
+
+def procfile_text(procs: dict[str, str]) -> str:
+    """The slug's Procfile, normalized (`type: command` a line) for the runner's `start TYPE`."""
+    return "".join(f"{ptype}: {command}\n" for ptype, command in sorted(procs.items()))
+
+
+def slug_dockerfile(runner_image: str) -> str:
+    # The runner image carries ENTRYPOINT /runner/init and WORKDIR /app; ADD unpacks the slug.
+    return f"FROM {runner_image}\nADD slug.tgz /app\n"
+
+
+def human_size(size: int) -> str:
+    """Sizes as `du -h` prints them (Deis's slugbuilder prints the slug's that way)."""
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f}{unit}".replace(".0", "")
+    return f"{size}B"
+
+
+def cache_dir(settings: Settings, app: str) -> Path:
+    return settings.state_dir / "cache" / app
+
+
+def purge_cache(settings: Settings, app: str) -> int:
+    """Empty the app's build cache; returns the bytes it held."""
+    path = cache_dir(settings, app)
+    if not path.exists():
+        return 0
+    size = sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    shutil.rmtree(path)
+    return size
+
+
+# -- the build --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slug:
+    path: Path
+    size: int
+    procfile: dict[str, str]  # every process type, `release` included
+
+
+def _host_git_env() -> dict[str, str]:
+    # The hook runs with GIT_DIR and git's quarantine variables set: a clone must not see them.
+    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"GIT_TERMINAL_PROMPT": "0"}
+
+
+def fetch(bp: Buildpack, dest: Path, out: Output) -> Path:
+    """A buildpack's directory on the host: a built-in as it is, anything else cloned (or copied)."""
+    if bp.path is not None:
+        return bp.path
+    out.step(f"Fetching buildpack {bp.name}")
+    local = Path(bp.url)
+    if bp.url.startswith("/") and local.is_dir() and not (local / ".git").exists() and not bp.ref:
+        # A plain directory on the host (no git repository): used as it is.
+        shutil.copytree(local, dest, symlinks=True)
+        return dest
+    env = _host_git_env()
+    for argv in [clone_argv(bp.url, dest)] + ([checkout_argv(dest, bp.ref)] if bp.ref else []):
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            why = (r.stderr.strip().splitlines() or ["git failed"])[-1]
+            raise BuildError(f"cannot fetch buildpack {bp.name}: {why}")
+    return dest
+
+
+def _export(repo: Path, sha: str, dest: Path) -> None:
+    dest.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(source.archive(repo, sha))) as tar:
+        tar.extractall(dest, filter="tar")
+
+
+def _write_env(env_dir: Path, config: dict[str, str]) -> None:
+    env_dir.mkdir()
+    for key, data in env_files(config).items():
+        (env_dir / key).write_bytes(data)
+
+
+def _run_streamed(argv: list[str], emit: Callable[[str], None], container: str) -> int:
+    """Run the builder attached, relaying its output line by line; remove it if we are interrupted."""
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+    except FileNotFoundError as exc:
+        raise ServiceError("docker not found (install the docker.io package)") from exc
+    assert proc.stdout is not None
+    try:
+        for raw in proc.stdout:
+            emit(raw.decode("utf-8", "replace").rstrip("\n"))
+        return proc.wait()
+    except BaseException:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, stdin=subprocess.DEVNULL)
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def compile_slug(
+    settings: Settings,
+    app: str,
+    repo: Path,
+    sha: str,
+    config: dict[str, str],
+    work: Path,
+    out: Output,
+) -> Slug:
+    """Everything up to the slug tarball (WORK/slug.tgz). `work` is an empty host directory."""
+    files = source.top_level_files(repo, sha)
+    text = source.read_file(repo, sha, ".buildpacks") if ".buildpacks" in files else None
+    mode, chosen = choose(config, text)
+    procfile_src = source.read_file(repo, sha, "Procfile") if "Procfile" in files else None
+    procfile = source.parse_procfile(procfile_src) if procfile_src else {}
+
+    _export(repo, sha, work / "app")
+    _write_env(work / "env", config)
+    (work / "out").mkdir()
+    paths = [fetch(bp, work / f"buildpack-{i:02d}", out) for i, bp in enumerate(chosen)]
+    cache = cache_dir(settings, app)
+    cache.mkdir(parents=True, exist_ok=True)
+
+    container = f"deis-build-{app}-{uuid.uuid4().hex[:8]}"
+    argv = builder_argv(
+        container,
+        stacks.BUILDER_IMAGE,
+        work,
+        cache,
+        paths,
+        [bp.name for bp in chosen],
+        mode,
+        sha,
+        str(settings.state_dir),
+    )
+    code = _run_streamed(argv, out.line, container)
+    if code == NOT_DETECTED:
+        if mode == "auto":
+            raise BuildError(
+                "no buildpack detects this app: add a requirements.txt, package.json, index.html,"
+                " Procfile or Dockerfile, or set BUILDPACK_URL"
+            )
+        raise BuildError("the app is not compatible with the buildpack it names (see above)")
+    if code in (COMPILE_FAILED, RELEASE_FAILED):
+        failed = (work / "out" / "failed").read_text().strip() if (work / "out" / "failed").exists() else ""
+        name = chosen[int(failed)].name if failed.isdigit() and int(failed) < len(chosen) else "the buildpack"
+        step = "compile" if code == COMPILE_FAILED else "release"
+        raise BuildError(f"{name}: bin/{step} failed (see its output above)")
+    if code == 125:  # docker's own failure, before the driver ran
+        raise BuildError(f"cannot start the slugbuilder (is {stacks.BUILDER_IMAGE} made? deis stacks:build)")
+    if code != 0:
+        raise BuildError(f"the slug compiler exited with status {code}")
+
+    releases = [p.read_text(errors="replace") for p in sorted((work / "out").glob("release-*.yml"))]
+    procs = process_types(releases, procfile)
+    if not {p for p in procs if p != "release"}:
+        raise BuildError("the app declares no process types: add a Procfile (for example `web: COMMAND`)")
+    (work / "app" / "Procfile").write_text(procfile_text(procs))
+    out.step("Discovering process types")
+    out.detail(f"Procfile declares types -> {', '.join(sorted(procfile)) if procfile else '(none)'}")
+    defaults = sorted(set(procs) - set(procfile))
+    if defaults:
+        out.detail(f"Default types for buildpack -> {', '.join(defaults)}")
+
+    slug = work / "slug.tgz"
+    out.step("Compiling slug")
+    r = subprocess.run(
+        ["tar", "-C", str(work / "app"), "-czf", str(slug), "."],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if r.returncode != 0:
+        raise BuildError(f"cannot pack the slug: {r.stderr.strip()}")
+    size = slug.stat().st_size
+    out.step(f"Compiled slug size is {human_size(size)}")
+    return Slug(slug, size, procs)
+
+
+def slug_context(slug: Path, runner_image: str) -> bytes:
+    """The docker build context of the app image: a Dockerfile and the slug."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = slug_dockerfile(runner_image).encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+        tar.add(slug, arcname="slug.tgz")
+    return buf.getvalue()
+
+
+def workspace(settings: Settings) -> Path:
+    """A fresh host directory for one build (under the state dir: docker bind-mounts it)."""
+    root = settings.state_dir / "builds"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="build-", dir=root))
