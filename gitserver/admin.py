@@ -84,11 +84,15 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
 
 
 def seed_registry(settings: Settings, out: Output) -> None:
-    from builders import docker_client, dockerfile
+    """Put the base images of every app image (the stack, the slug runner) in the registry once, so
+    an app's push uploads only its own layers."""
+    from builders import docker_client, dockerfile, stacks
 
-    started = time.monotonic()
-    if dockerfile.seed_registry(docker_client(), settings.stack_image, settings.registry):
-        out.step(f"Seeded the registry with {settings.stack_image} ({time.monotonic() - started:.1f}s)")
+    client = docker_client()
+    for image in (settings.stack_image, stacks.RUNNER_IMAGE):
+        started = time.monotonic()
+        if dockerfile.seed_registry(client, image, settings.registry):
+            out.step(f"Seeded the registry with {image} ({time.monotonic() - started:.1f}s)")
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace, out: Output) -> int:
