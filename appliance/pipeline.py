@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from scheduler import release_phase, rollout
 from scheduler.base import Backend, ContainerSpec
 from scheduler.docker import DockerBackend
 from scheduler.health import HealthCheck
+
+log = logging.getLogger("deis.pipeline")
 
 
 @dataclass
@@ -84,17 +87,33 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     switched = False
     try:
         out.step("Switching the router")
+        switched = True  # from here on the router may point at the new containers
         publish(p, app, rollout.endpoints(instances))
-        switched = True
         releases.record(p.store, release)
     except BaseException:
-        if switched:  # give the traffic back to the release that is still running
-            old = [i for i in p.backend.instances(app) if i.name.version != release.version]
-            publish(p, app, rollout.endpoints(old))
-        for inst in instances:
-            p.backend.stop(str(inst.name), 0)
+        try:
+            if switched:  # give the traffic back to the release that is still running
+                old = [i for i in p.backend.instances(app) if i.name.version != release.version]
+                publish(p, app, rollout.endpoints(old))
+        finally:
+            for inst in instances:
+                p.backend.stop(str(inst.name), 0)
         raise
-    if formation != current:  # only once the release runs: a failed deploy changes nothing
+    try:
+        _settle(p, release, formation, current, out)
+    except (Exception, KeyboardInterrupt) as exc:
+        # The release is live and recorded: what is left is housekeeping, which the reconciler
+        # finishes (stale containers), so the push must not be reported as failed.
+        log.warning("after deploying %s v%s: %s", app, release.version, exc)
+    return release
+
+
+def _settle(
+    p: Platform, release: Release, formation: dict[str, int], before: dict[str, int], out: Output
+) -> None:
+    """Housekeeping once `release` serves: formation, event, retire the old release, image GC."""
+    app = release.app
+    if formation != before:  # only once the release runs: a failed deploy changes nothing
         apps.set_formation(p.store, app, formation)
     events.record(p.store, app, release.by, f"{release.summary}: v{release.version} deployed")
     retired = rollout.retire(p.backend, app, release.version, p.settings.stop_grace)
@@ -103,7 +122,6 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     collect_garbage(p, app)
     out.step(f"done, {app}:v{release.version} deployed")
     out.detail(p.settings.app_url(app))
-    return release
 
 
 def collect_garbage(p: Platform, app: str) -> None:
@@ -154,14 +172,16 @@ def destroy(p: Platform, app: str, out: Output) -> None:
     Each step is idempotent and etcd goes last, so a destroy that fails half-way leaves an app that
     still exists and can be destroyed again. The caller holds the app's lock.
     """
-    from builders import registry  # destroy-only needs; kept here so the import block stays shared
+    from builders import buildpack, registry  # destroy-only needs
     from gitserver import repos
 
     out.step(f"Destroying {app}")
-    apps.set_formation(p.store, app, {})  # nothing may bring containers back while we remove them
+    # Nothing may bring containers back while we remove them: every type at zero (an empty
+    # formation would mean "never scaled", which the reconciler fills with the build's default).
+    current = releases.latest(p.store, app)
+    types = current.build.process_types if current and current.build else ["cmd", "web"]
+    apps.set_formation(p.store, app, dict.fromkeys(types, 0))
     p.router.remove(app)
-    # nginx has reloaded without the app: nothing will write its access log again.
-    (p.router.logs / f"{app}.access.log").unlink(missing_ok=True)
     out.detail("router entry removed")
     names = [str(i.name) for i in p.backend.instances(app)]
     for name in names:
@@ -172,6 +192,7 @@ def destroy(p: Platform, app: str, out: Output) -> None:
     tags = registry.delete_repository(p.settings, app)
     out.detail(f"deleted from the registry: {', '.join(tags)}" if tags else "nothing in the registry")
     repos.remove_repo(p.settings, app)
+    buildpack.purge_cache(p.settings, app)  # the next owner of the name must not get this build cache
     domains.forget_app(p.store, app)
     apps.destroy_app(p.store, app)
     out.detail("repository and state removed")
@@ -188,12 +209,11 @@ def publish(p: Platform, app: str, endpoints: list[str]) -> None:
     state = domains.site(p.store, app)
     cert = Cert(str(state.cert["chain"]), str(state.cert["key"])) if state.cert else None
     p.router.publish(app, endpoints, Site(domains=tuple(state.domains), cert=cert, options=state.options))
-    p.store.put(f"apps/{app}/routes", sorted(endpoints))
+    apps.set_routes(p.store, app, endpoints)
 
 
 def published(p: Platform, app: str) -> list[str] | None:
-    routes = p.store.get(f"apps/{app}/routes")
-    return None if routes is None else [str(r) for r in routes]
+    return apps.get_routes(p.store, app)
 
 
 def republish(p: Platform, app: str) -> None:
@@ -348,6 +368,7 @@ __all__ = [
     "DeisError",
     "Platform",
     "deploy",
+    "destroy",
     "publish",
     "republish",
     "restart",
@@ -355,4 +376,3 @@ __all__ = [
     "run_argv",
     "scale",
 ]
-__all__ = ["DeisError", "Platform", "deploy", "destroy", "roll_out"]

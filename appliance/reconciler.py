@@ -124,6 +124,8 @@ class Reconciler:
             current = releases.latest(self.p.store, app)
             if current is None or current.version != release.version:
                 return
+            # ... and a scale may have changed the formation: plan from what is stored now.
+            deployment = pipeline.deployment_for(self.p, current)
             actual = self.p.backend.instances(app)
             plan = diff(rollout.plan(deployment), actual)
             for name in plan.remove:

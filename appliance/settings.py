@@ -30,6 +30,7 @@ _ENV = {
     "stop_grace": "DEIS_STOP_GRACE",
     "lock_wait": "DEIS_LOCK_WAIT",
     "keep_images": "DEIS_KEEP_IMAGES",
+    "local_buildpacks": "DEIS_LOCAL_BUILDPACKS",
 }
 
 
@@ -54,6 +55,8 @@ class Settings:
     lock_wait: float = 600.0
     # Release images kept on the host per app; older ones stay in the registry.
     keep_images: int = 5
+    # Colon-separated host directories where file:// or path buildpacks may live (none by default).
+    local_buildpacks: str = ""
 
     # -- derived -----------------------------------------------------------------------------
     @property

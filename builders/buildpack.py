@@ -201,6 +201,22 @@ def _host_git_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"GIT_TERMINAL_PROMPT": "0"}
 
 
+def check_local(url: str, allowed: list[Path], state_dir: Path) -> None:
+    """A buildpack on the host (file:// or a path) must live under a directory the operator allowed
+    (DEIS_LOCAL_BUILDPACKS), never in the platform's state: otherwise any app user could have host
+    files (keys, other apps' repos) copied into their build."""
+    if not url.startswith(("/", "file://")):
+        return
+    path = Path(os.path.realpath(url.removeprefix("file://")))
+    state = Path(os.path.realpath(state_dir))
+    inside = [root for root in allowed if path.is_relative_to(os.path.realpath(root))]
+    if not inside or path.is_relative_to(state):
+        raise BuildError(
+            f"buildpack {url} is on the host outside the directories allowed for local buildpacks"
+            " (DEIS_LOCAL_BUILDPACKS); use a git URL"
+        )
+
+
 def fetch(bp: Buildpack, dest: Path, out: Output) -> Path:
     """A buildpack's directory on the host: a built-in as it is, anything else cloned (or copied)."""
     if bp.path is not None:
@@ -271,6 +287,10 @@ def compile_slug(
     _export(repo, sha, work / "app")
     _write_env(work / "env", config)
     (work / "out").mkdir()
+    allowed = [Path(p) for p in settings.local_buildpacks.split(":") if p]
+    for bp in chosen:
+        if bp.url:
+            check_local(bp.url, allowed, settings.state_dir)
     paths = [fetch(bp, work / f"buildpack-{i:02d}", out) for i, bp in enumerate(chosen)]
     cache = cache_dir(settings, app)
     cache.mkdir(parents=True, exist_ok=True)

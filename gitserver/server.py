@@ -44,8 +44,11 @@ def ensure_host_key(path: Path) -> asyncssh.SSHKey:
     key = asyncssh.generate_private_key("ssh-ed25519")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    key.write_private_key(str(tmp))
-    tmp.chmod(0o600)
+    old = os.umask(0o077)  # born 0600: never readable by others, not even for a moment
+    try:
+        key.write_private_key(str(tmp))
+    finally:
+        os.umask(old)
     os.replace(tmp, path)
     return key
 
@@ -376,6 +379,7 @@ class Appliance:
                 await asyncio.to_thread(repos.fix_head, repo)
             return code
         finally:
+            await hook_service.finished(app.name)  # a deploy unwinding after a hang-up still holds the app
             await asyncio.to_thread(lock.release)
 
     def _git_env(self, app: str, user: str) -> dict[str, str]:

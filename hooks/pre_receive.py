@@ -15,6 +15,7 @@ only the standard library for that reason.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -77,6 +78,10 @@ def run(stdin_text: str, env: dict[str, str], out: Output) -> int:
     except KeyboardInterrupt:
         out.error("deploy interrupted")
         return 1
+    except Exception as exc:  # a bug, or a third-party error not converted: still one clear line
+        logging.getLogger("deis.hooks").exception("deploy of %s failed", app)
+        out.error(f"internal error: {type(exc).__name__}: {exc}; push rejected")
+        return 1
     return 0
 
 
@@ -115,7 +120,7 @@ def main() -> int:
     if path:
         try:
             return delegate(path, stdin_text, sys.stdout)
-        except (FileNotFoundError, ConnectionRefusedError):
+        except OSError:
             pass  # no appliance listening (an old one, or a test): do it here
         except KeyboardInterrupt:
             return 1  # closing the socket tells the appliance to stop and clean up

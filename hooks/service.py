@@ -68,6 +68,18 @@ def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
     return int(struct.unpack("3i", creds)[1])
 
 
+# Deploys running here, by app: the SSH server holds the app's lock until the deploy is over, not
+# just until the hook process exits (after a hang-up the deploy still has to unwind).
+_running: dict[str, asyncio.Future[int]] = {}
+
+
+async def finished(app: str) -> None:
+    """Return once no deploy of `app` runs here."""
+    deploy = _running.get(app)
+    if deploy is not None:
+        await asyncio.gather(deploy, return_exceptions=True)
+
+
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         if _peer_uid(writer) != os.getuid():
@@ -76,6 +88,9 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         loop = asyncio.get_running_loop()
         gone = threading.Event()
         deploy = asyncio.ensure_future(asyncio.to_thread(_run_in_thread, request, _Relay(loop, writer, gone)))
+        app = str(request["env"].get("DEIS_APP", ""))
+        _running[app] = deploy
+        deploy.add_done_callback(lambda f: _running.pop(app, None) if _running.get(app) is f else None)
         hangup = asyncio.ensure_future(reader.read())  # returns at EOF: the hook process ended
         await asyncio.wait({deploy, hangup}, return_when=asyncio.FIRST_COMPLETED)
         if not deploy.done():
@@ -98,6 +113,7 @@ async def serve(path: Path) -> asyncio.AbstractServer:
     path.unlink(missing_ok=True)
     old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
     try:
-        return await asyncio.start_unix_server(_handle, path=str(path))
+        # A push's ref lines and environment can exceed asyncio's 64 KiB line limit (many tags).
+        return await asyncio.start_unix_server(_handle, path=str(path), limit=16 << 20)
     finally:
         os.umask(old)

@@ -230,3 +230,13 @@ def get_formation(store: Store, app: str) -> dict[str, int]:
 def set_formation(store: Store, app: str, formation: dict[str, int]) -> None:
     # Zeros are kept: "scaled to zero" differs from "never scaled" (the build's default).
     store.put(f"apps/{app}/formation", {k: int(v) for k, v in formation.items() if int(v) >= 0})
+
+
+# -- routes: what the router was last told for an app (the reconciler compares against it) -------
+def set_routes(store: Store, app: str, endpoints: list[str]) -> None:
+    store.put(f"apps/{app}/routes", sorted(endpoints))
+
+
+def get_routes(store: Store, app: str) -> list[str] | None:
+    routes = store.get(f"apps/{app}/routes")
+    return None if routes is None else [str(r) for r in routes]

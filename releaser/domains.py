@@ -40,7 +40,8 @@ class SiteState:
 def _key(domain: str) -> str:
     if "/" in domain or ".." in domain or not domain:
         raise NotFound(f"no domain {domain!r}")  # never a path outside the app's keys
-    return domain.replace("*", "_")
+    # "d." first: etcd v2 hides keys that start with "_", which "*.example.com" would otherwise.
+    return "d." + domain.replace("*", "_")
 
 
 # -- domains -------------------------------------------------------------------------------------

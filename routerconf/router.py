@@ -189,6 +189,8 @@ class Router:
             pid = self._pid()
             if pid is not None:
                 self._reload(pid)
+            # nginx has reloaded without the app: nothing writes its access log any more.
+            (self.logs / f"{app}.access.log").unlink(missing_ok=True)
 
     def reload(self) -> None:
         """Check the live config and make nginx load it; nothing to do if nginx is not running."""

@@ -10,22 +10,15 @@ import subprocess
 from collections.abc import Callable
 
 from appliance.errors import DeployError, ServiceError
-from appliance.names import ContainerName
 from scheduler.base import Backend, ContainerSpec
-from scheduler.rollout import Deployment, command, environment
+from scheduler.rollout import Deployment, spec
 
 
 def release_spec(d: Deployment) -> ContainerSpec | None:
     """The release phase's container (pure), or None when the build declares no `release:`."""
     if not d.release_command:
         return None
-    return ContainerSpec(
-        name=ContainerName(d.app, d.version, "release", 1),
-        image=d.image,
-        command=command(d, "release"),
-        env=environment(d, "release", 1),
-        memory=d.memory.get("release"),
-    )
+    return spec(d, "release", 1)
 
 
 def run(backend: Backend, d: Deployment, emit: Callable[[str], None]) -> None:

@@ -67,6 +67,8 @@ class Harness:
             healthcheck_timeout=10.0,
             stop_grace=3.0,
             lock_wait=120.0,
+            # The tests' own buildpack repositories live beside the platform, in pytest's temp root.
+            local_buildpacks=str(self.root.parent),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from appliance import pipeline
 from appliance.errors import ValidationError
 from builders import image, source
 from gitserver.commands.base import Context, command, when
-from releaser import releases
+from releaser import apps, releases
 
 
 def _builds_args(p: argparse.ArgumentParser) -> None:
@@ -72,6 +72,10 @@ def builds_create(ctx: Context, args: argparse.Namespace) -> int:
     if any("\n" in p for p in args.procfile):
         raise ValidationError("give each process type as its own --procfile 'TYPE: COMMAND'")
     procfile = source.parse_procfile("\n".join(args.procfile))
+    owner_app = apps.get_app(ctx.store, image.parse_reference(ctx.settings, args.image).repository)
+    if owner_app is not None:
+        # Another app's build images are that app's code (and maybe secrets): its people only.
+        apps.authorize(ctx.store, ctx.user, owner_app.name)
     with ctx.lock(app.name):
         build = image.import_image(ctx.settings, args.image, procfile, ctx.user.name, ctx.out)
         release = releases.prepare(

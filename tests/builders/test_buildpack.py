@@ -232,3 +232,20 @@ def test_release_spec() -> None:
     assert spec.env["DYNO"] == "release.1" and spec.env["K"] == "v" and spec.env["DEIS_RELEASE"] == "v3"
     spec = release_phase.release_spec(deployment(release_command="migrate"))
     assert spec is not None and spec.command == ["/bin/sh", "-c", "migrate"]
+
+
+def test_local_buildpacks_only_from_allowed_directories(tmp_path: Path) -> None:
+    from appliance.errors import BuildError
+    from builders.buildpack import check_local
+
+    allowed, state = tmp_path / "bps", tmp_path / "bps" / "state"
+    (allowed / "mine").mkdir(parents=True)
+    state.mkdir()
+    check_local(f"file://{allowed / 'mine'}", [allowed], state)
+    check_local(str(allowed / "mine"), [allowed], state)
+    check_local("https://example.com/bp.git", [], state)  # remote URLs are not host files
+    for bad in (str(state / "repos" / "other.git"), "/etc", f"file://{allowed}/../../etc", "/var/lib/deis"):
+        with pytest.raises(BuildError, match="DEIS_LOCAL_BUILDPACKS"):
+            check_local(bad, [allowed], state)
+    with pytest.raises(BuildError):
+        check_local(str(allowed / "mine"), [], state)  # nothing allowed by default

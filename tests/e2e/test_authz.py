@@ -146,6 +146,8 @@ TABLE: dict[str, tuple[Run, dict[str, str]]] = {
         MANAGERS,
     ),
     "users:list": (lambda w, r: w.ssh(r, "users:list"), ADMINS),
+    "buildpacks": (lambda w, r: w.ssh(r, "buildpacks"), EVERYONE),
+    "builds:purge-cache": (_app_cmd("builds:purge-cache"), APP_USERS),
     "config:push": (_app_cmd("config:push", input=lambda w, r: f"AUTHZ_PUSH_{r.upper()}=1\n"), APP_USERS),
     "config:pull": (_app_cmd("config:pull"), APP_USERS),
     "releases": (_app_cmd("releases"), APP_USERS),

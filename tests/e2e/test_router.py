@@ -77,6 +77,18 @@ def conf(h: Harness, app: str) -> str:
 
 
 # -- domains ---------------------------------------------------------------------------------------
+def test_a_wildcard_domain_routes_and_is_listed_and_freed(platform: Harness, admin: Key, site) -> None:
+    app, _, _ = site
+    zone = f"{unique('w')}.example.com"
+    ok(platform.ssh(admin, "domains:add", f"*.{zone}", "--app", app))
+    listed = json.loads(ok(platform.ssh(admin, "domains", "--json", "--app", app)))
+    assert f"*.{zone}" in [d["domain"] for d in listed]
+    status, _, body = get(platform, f"shop.{zone}")
+    assert (status, body) == (200, "hello from v1\n")
+    ok(platform.ssh(admin, "domains:remove", f"*.{zone}", "--app", app))
+    assert get(platform, f"shop.{zone}")[0] == 404
+
+
 def test_a_domain_routes_to_its_app(platform: Harness, admin: Key, site) -> None:
     app, domain, _ = site
     status, _, body = get(platform, domain)
