@@ -69,6 +69,7 @@ class Reconciler:
         self.full = full
         self._seen: tuple[tuple[str, str, int, str], ...] = ()
         self._pending = False  # some routed container runs but is not healthy (yet): look again soon
+        self._misses: dict[str, int] = {}  # running container -> probes failed in a row
 
     def run(self, stop: threading.Event) -> None:
         last_full = 0.0
@@ -93,6 +94,8 @@ class Reconciler:
         by_app: dict[str, list[Instance]] = {}
         for inst in self.p.backend.instances():
             by_app.setdefault(inst.name.app, []).append(inst)
+        alive = {f"{i.name}@{i.started}" for group in by_app.values() for i in group}
+        self._misses = {k: n for k, n in self._misses.items() if k in alive}
         for app in apps.list_apps(self.p.store):
             try:
                 self.reconcile(app.name, by_app.pop(app.name, []))
@@ -144,10 +147,20 @@ class Reconciler:
 
     def _healthy_endpoints(self, d: rollout.Deployment, actual: list[Instance]) -> list[str]:
         routed = [i for i in actual if i.name.version == d.version and i.name.type in ROUTED_TYPES]
-        healthy = [i for i in routed if i.running and probe(self.p.backend, i, d.health)[0]]
+        healthy = [i for i in routed if i.running and self._answers(i, d)]
         if len(healthy) < len(routed):
             self._pending = True
         return rollout.endpoints(healthy)
+
+    def _answers(self, inst: Instance, d: rollout.Deployment) -> bool:
+        """Healthy, or running and missed only one probe: one slow answer under load must not take
+        an app's only container out of the router. A container that is down leaves at once."""
+        key = f"{inst.name}@{inst.started}"
+        if probe(self.p.backend, inst, d.health)[0]:
+            self._misses.pop(key, None)
+            return True
+        self._misses[key] = self._misses.get(key, 0) + 1
+        return self._misses[key] < 2 and inst.endpoint in (pipeline.published(self.p, d.app) or [])
 
 
 def start_thread(p: pipeline.Platform) -> threading.Event:
