@@ -62,10 +62,7 @@ def build(
     out.step("Building Docker image (Dockerfile)")
     dockerfile.build_image(client, source.archive(repo, sha), tag, out.detail, str(settings.state_dir))
     port = dockerfile.exposed_port(client, tag) or DEFAULT_PORT
-    out.step(f"Pushing image to {settings.registry}")
-    started = time.monotonic()
-    dockerfile.push_image(client, tag)
-    out.detail(f"{tag} pushed in {time.monotonic() - started:.1f}s")
+    push(settings, client, tag, out)
     if procfile:
         out.detail(f"Procfile declares types -> {', '.join(sorted(procfile))}")
     return Build(
@@ -79,6 +76,13 @@ def build(
         healthchecks=healthchecks,
         release=release,
     )
+
+
+def push(settings: Settings, client: docker.DockerClient, tag: str, out: Output) -> None:
+    out.step(f"Pushing image to {settings.registry}")
+    started = time.monotonic()
+    dockerfile.push_image(client, tag)
+    out.detail(f"{tag} pushed in {time.monotonic() - started:.1f}s")
 
 
 def build_slug(
@@ -97,10 +101,7 @@ def build_slug(
         out.detail(f"{tag} built in {time.monotonic() - started:.1f}s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    out.step(f"Pushing image to {settings.registry}")
-    started = time.monotonic()
-    dockerfile.push_image(client, tag)
-    out.detail(f"{tag} pushed in {time.monotonic() - started:.1f}s")
+    push(settings, client, tag, out)
     procfile = dict(slug.procfile)
     release = procfile.pop("release", "")
     return Build(
