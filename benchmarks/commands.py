@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
 from tests.harness import Harness, Key, unique
 
 ROUND_TRIP_TARGET = 0.2
