@@ -19,7 +19,7 @@ import builders
 from appliance.errors import DeisError, NotFound, ValidationError
 from appliance.output import Output
 from appliance.settings import Settings
-from releaser import apps, domains, events, releases
+from releaser import apps, domains, events, locks, releases
 from releaser.releases import Build, Release
 from releaser.store import Store
 from routerconf import Router
@@ -87,6 +87,7 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     switched = False
     try:
         out.step("Switching the router")
+        locks.ensure_held(app)
         switched = True  # from here on the router may point at the new containers
         publish(p, app, rollout.endpoints(instances))
         releases.record(p.store, release)

@@ -13,6 +13,22 @@ from typing import Any
 from appliance.errors import Conflict
 from releaser.store import Store
 
+# The locks this process holds, by app: the pipeline asks `ensure_held` before it switches traffic,
+# whichever thread holds the lock (the SSH session) and whichever runs the deploy (hooks.service).
+_held: dict[str, AppLock] = {}
+_held_guard = threading.Lock()
+
+
+def ensure_held(app: str) -> None:
+    """Raise Conflict if this process held `app`'s lock and has lost it (it expired: etcd was
+    unreachable for longer than its TTL, and someone else may act on the app now)."""
+    with _held_guard:
+        lock = _held.get(app)
+    if lock is not None and lock.lost.is_set():
+        raise Conflict(
+            f"lost the lock on {lock.app} (etcd unreachable for over {lock.ttl}s): stopped, nothing switched"
+        )
+
 
 class AppLock:
     def __init__(self, store: Store, app: str, owner: str, ttl: int = 20) -> None:
@@ -23,6 +39,7 @@ class AppLock:
         self.value = {"owner": owner, "token": uuid.uuid4().hex, "since": time.time()}
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
+        self.lost = threading.Event()
 
     def acquire(self, wait: float, on_wait: Callable[[dict[str, Any]], None] | None = None) -> None:
         """Take the lock, waiting up to `wait` seconds; `on_wait(holder)` is called once if we must wait."""
@@ -43,18 +60,25 @@ class AppLock:
                 told = True
             self.store.wait(self.key, timeout=min(remaining, 5.0))
         self._stop.clear()
+        self.lost.clear()
         self._keeper = threading.Thread(target=self._keep, name=f"lock-{self.app}", daemon=True)
         self._keeper.start()
+        with _held_guard:
+            _held[self.app] = self
 
     def _keep(self) -> None:
         while not self._stop.wait(self.ttl / 3):
             try:
                 if not self.store.refresh(self.key, self.value, self.ttl):
-                    return  # expired and taken by someone else: nothing more we can do here
+                    self.lost.set()  # expired (and maybe taken): the holder must not switch traffic now
+                    return
             except Exception:  # noqa: BLE001 - a passing etcd failure must not kill the deploy
                 continue
 
     def release(self) -> None:
+        with _held_guard:
+            if _held.get(self.app) is self:
+                del _held[self.app]
         self._stop.set()
         if self._keeper is not None:
             self._keeper.join(timeout=5)
