@@ -1,19 +1,19 @@
 """The SSH command set, one module per namespace; importing this package registers them all.
 
-    base      the registry, Context (output, listings, app resolution, the app lock)
-    apps      help, apps:*, push/fetch authorization
-    config    config, config:set, config:unset, config:push, config:pull
-    releases  releases, releases:info, releases:rollback
-    builds    builds, builds:create
-    limits    limits, limits:set, limits:unset
-    tags      tags, tags:set, tags:unset
-    ps        ps, ps:scale (scale), ps:restart
-    logs      logs [-n N] [-f] [--type TYPE]
-    run       run [--] CMD...: a one-off container, attached
-    domains   domains:*, certs:*, router:* (what the router serves for an app)
-    keys      keys:add, keys:list, keys:remove
-    perms     perms:list, perms:create, perms:delete, users:list
-    buildpacks  buildpacks, builds:purge-cache
+base      the registry, Context (output, listings, app resolution, the app lock)
+apps      help, apps:*, push/fetch authorization
+config    config, config:set, config:unset, config:push, config:pull
+releases  releases, releases:info, releases:rollback
+builds    builds, builds:create
+limits    limits, limits:set, limits:unset
+tags      tags, tags:set, tags:unset
+ps        ps, ps:scale (scale), ps:restart
+logs      logs [-n N] [-f] [--type TYPE]
+run       run [--] CMD...: a one-off container, attached
+domains   domains:*, certs:*, router:* (what the router serves for an app)
+keys      keys:add, keys:list, keys:remove
+perms     perms:list, perms:create, perms:delete, users:list
+buildpacks  buildpacks, builds:purge-cache
 """
 
 from gitserver.commands import (  # noqa: F401 - registers the commands

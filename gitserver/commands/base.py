@@ -27,9 +27,10 @@ from appliance.names import check_app
 from appliance.output import Output
 from appliance.settings import Settings
 from gitserver.cli import Registry
-from releaser import apps
+from releaser import apps, releases
 from releaser.apps import App, User
 from releaser.locks import AppLock
+from releaser.releases import Release
 from releaser.store import Store
 
 registry = Registry()
@@ -107,6 +108,12 @@ class Context:
         if not mine:
             raise UsageError("you have no apps yet: push one (git push) or run apps:create NAME")
         raise UsageError(f"which app? use --app APP (yours: {', '.join(a.name for a in mine)})")
+
+    def new_release(self, app: str, summary: str, **changes: Any) -> Release:
+        """Cut the next release of `app` with `changes` (build=, config=, limits=, tags=) over the
+        current one and roll it out like a push. The caller holds the app's lock."""
+        release = releases.prepare(self.store, app, by=self.user.name, summary=summary, **changes)
+        return pipeline.roll_out(self.platform, release, self.out)
 
     def lock(self, app: str) -> AppLock:
         """The app's deploy lock, taken; a second caller sees who holds it and waits within a bound."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance import pipeline
 from appliance.errors import ValidationError
 from builders import image, source
 from gitserver.commands.base import Context, command, when
@@ -78,12 +77,7 @@ def builds_create(ctx: Context, args: argparse.Namespace) -> int:
         apps.authorize(ctx.store, ctx.user, owner_app.name)
     with ctx.lock(app.name):
         build = image.import_image(ctx.settings, args.image, procfile, ctx.user.name, ctx.out)
-        release = releases.prepare(
-            ctx.store,
-            app.name,
-            by=ctx.user.name,
-            summary=f"{ctx.user.name} deployed {build.image}",
-            build=build,
-        )
-        pipeline.roll_out(ctx.platform, release, ctx.out)  # records the platform event
+        ctx.new_release(
+            app.name, f"{ctx.user.name} deployed {build.image}", build=build
+        )  # records the platform event
     return 0

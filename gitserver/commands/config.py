@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from appliance import pipeline
 from appliance.errors import UsageError, ValidationError
 from gitserver import dotenv
 from gitserver.commands.base import Context, command
@@ -19,8 +18,7 @@ def _config_changed(ctx: Context, app: App, changes: dict[str, str | None], summ
     with ctx.lock(app.name):
         current = releases.latest(ctx.store, app.name)
         config = releases.apply_config(current.config if current else {}, changes)
-        release = releases.prepare(ctx.store, app.name, by=ctx.user.name, summary=summary, config=config)
-        pipeline.roll_out(ctx.platform, release, ctx.out)
+        ctx.new_release(app.name, summary, config=config)
     return 0
 
 
@@ -110,8 +108,7 @@ def config_push(ctx: Context, args: argparse.Namespace) -> int:
             return 0
         config = releases.apply_config(old, changes)
         summary = f"{ctx.user.name} pushed config {', '.join(sorted(changes))}"
-        release = releases.prepare(ctx.store, app.name, by=ctx.user.name, summary=summary, config=config)
-        pipeline.roll_out(ctx.platform, release, ctx.out)
+        ctx.new_release(app.name, summary, config=config)
     return 0
 
 

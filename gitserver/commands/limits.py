@@ -10,12 +10,10 @@ import argparse
 import re
 from typing import Any
 
-from appliance import pipeline
 from appliance.errors import NotFound, UsageError, ValidationError
 from appliance.names import check_process_type
 from gitserver.commands.base import Context, command
 from releaser import releases
-from releaser.apps import App
 
 _MEMORY = re.compile(r"([0-9]+)([bkmg])", re.IGNORECASE)
 _UNIT = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -72,12 +70,6 @@ def _kind(args: argparse.Namespace) -> str:
     return "cpu" if args.cpu else "memory"
 
 
-def changed(ctx: Context, app: App, summary: str, **changes: Any) -> None:
-    """Prepare and roll out a release with `changes` applied to the current one (under the lock)."""
-    release = releases.prepare(ctx.store, app.name, by=ctx.user.name, summary=summary, **changes)
-    pipeline.roll_out(ctx.platform, release, ctx.out)
-
-
 @command(
     "limits",
     "show an app's memory and cpu limits",
@@ -124,7 +116,7 @@ def limits_set(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.lock(app.name):
         current = releases.latest(ctx.store, app.name)
         limits = set_limits(current.limits if current else {}, kind, args.items)
-        changed(ctx, app, f"{ctx.user.name} limited {kind} of {', '.join(args.items)}", limits=limits)
+        ctx.new_release(app.name, f"{ctx.user.name} limited {kind} of {', '.join(args.items)}", limits=limits)
     return 0
 
 
@@ -141,7 +133,7 @@ def limits_unset(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.lock(app.name):
         current = releases.latest(ctx.store, app.name)
         limits = unset_limits(current.limits if current else {}, kind, args.types)
-        changed(
-            ctx, app, f"{ctx.user.name} removed the {kind} limit of {', '.join(args.types)}", limits=limits
+        ctx.new_release(
+            app.name, f"{ctx.user.name} removed the {kind} limit of {', '.join(args.types)}", limits=limits
         )
     return 0

@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from appliance import pipeline
 from appliance.errors import ValidationError
 from gitserver.commands.base import Context, command, when
 from releaser import releases
@@ -83,16 +82,15 @@ def releases_rollback(ctx: Context, args: argparse.Namespace) -> int:
                 f"v{target.version} of {app.name} has no build (it predates the first push): "
                 "nothing to roll back to"
             )
-        release = releases.prepare(
-            ctx.store,
+        latest = releases.latest(ctx.store, app.name)
+        next_version = (latest.version if latest else 0) + 1  # under the lock: what prepare will number it
+        ctx.out.step(f"Rolling back {app.name} to v{target.version} as v{next_version}")
+        ctx.new_release(
             app.name,
-            by=ctx.user.name,
-            summary=f"{ctx.user.name} rolled back to v{target.version}",
+            f"{ctx.user.name} rolled back to v{target.version}",
             build=target.build,
             config=dict(target.config),
             limits=dict(target.limits),
             tags=dict(target.tags),
         )
-        ctx.out.step(f"Rolling back {app.name} to v{target.version} as v{release.version}")
-        pipeline.roll_out(ctx.platform, release, ctx.out)
     return 0

@@ -11,7 +11,6 @@ import re
 
 from appliance.errors import NotFound, UsageError, ValidationError
 from gitserver.commands.base import Context, command
-from gitserver.commands.limits import changed
 from releaser import releases
 
 _TAG_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -70,7 +69,7 @@ def tags_set(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.lock(app.name):
         current = releases.latest(ctx.store, app.name)
         tags = apply_tags(current.tags if current else {}, changes)
-        changed(ctx, app, f"{ctx.user.name} tagged {', '.join(args.items)}", tags=tags)
+        ctx.new_release(app.name, f"{ctx.user.name} tagged {', '.join(args.items)}", tags=tags)
     return 0
 
 
@@ -86,5 +85,5 @@ def tags_unset(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.lock(app.name):
         current = releases.latest(ctx.store, app.name)
         tags = apply_tags(current.tags if current else {}, dict.fromkeys(args.keys))
-        changed(ctx, app, f"{ctx.user.name} removed tags {', '.join(args.keys)}", tags=tags)
+        ctx.new_release(app.name, f"{ctx.user.name} removed tags {', '.join(args.keys)}", tags=tags)
     return 0
