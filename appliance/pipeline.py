@@ -184,7 +184,7 @@ def destroy(p: Platform, app: str, out: Output) -> None:
     apps.set_formation(p.store, app, dict.fromkeys(types, 0))
     p.router.remove(app)
     out.detail("router entry removed")
-    names = [str(i.name) for i in p.backend.instances(app)]
+    names = [str(i.name) for i in p.backend.instances(app)] + [n for _, n in p.backend.strays(app)]
     for name in names:
         p.backend.stop(name, p.settings.stop_grace)
     out.detail(f"removed containers: {', '.join(names)}" if names else "no containers")

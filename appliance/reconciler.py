@@ -101,12 +101,27 @@ class Reconciler:
                 self.reconcile(app.name, by_app.pop(app.name, []))
             except DeisError as exc:
                 log.warning("reconciling %s: %s", app.name, exc)
+        for app_name, stray in self.p.backend.strays():
+            self._remove_stray(app_name, stray)
         for name, instances in by_app.items():
             # Containers of an app that no longer exists (destroyed while the engine was down);
             # asked once more on its own, so a listing that came back short never removes anything.
             if apps.get_app(self.p.store, name) is None:
                 for inst in instances:
                     self.p.backend.stop(str(inst.name), 0)
+
+    def _remove_stray(self, app: str, name: str) -> None:
+        """A stray is only left over while nobody holds its app (a restart in progress does)."""
+        lock = AppLock(self.p.store, app, owner="reconciler")
+        try:
+            lock.acquire(wait=0)
+        except Conflict:
+            return
+        with lock:
+            self.p.backend.stop(name, self.p.settings.stop_grace)
+            events.record(
+                self.p.store, app, "deis", f"reconciler removed {name}, left by an interrupted restart"
+            )
 
     def reconcile(self, app: str, actual: list[Instance]) -> None:
         release = releases.latest(self.p.store, app)

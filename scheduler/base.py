@@ -71,6 +71,11 @@ class Backend(ABC):
         """This platform's containers (of one app), sorted by name."""
 
     @abstractmethod
+    def strays(self, app: str | None = None) -> list[tuple[str, str]]:
+        """(app, name) of this platform's containers whose names are not `APP_vN.TYPE.NUM`: a
+        restart's `NAME.retiring` container, left behind when the appliance died mid-restart."""
+
+    @abstractmethod
     def inspect(self, name: str) -> Instance | None:
         """One container's current state, or None if it does not exist."""
 

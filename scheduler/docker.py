@@ -203,16 +203,25 @@ class DockerBackend(Backend):
                 return
             raise ServiceError(f"could not stop {name}: {exc.explanation or exc}") from exc
 
-    def instances(self, app: str | None = None) -> list[Instance]:
+    def _ours(self, app: str | None) -> list[Container]:
         filters = {"label": [f"{LABEL_PLATFORM}={self.platform}"]}
         if app is not None:
             filters["label"].append(f"{LABEL_APP}={app}")
         try:
-            found = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
+            return list(self.client.containers.list(all=True, filters=filters, ignore_removed=True))
         except docker.errors.APIError as exc:
             raise ServiceError(f"docker failed to list containers: {exc.explanation or exc}") from exc
-        out = [i for i in (self._instance(c) for c in found) if i is not None]
+
+    def instances(self, app: str | None = None) -> list[Instance]:
+        out = [i for i in (self._instance(c) for c in self._ours(app)) if i is not None]
         return sorted(out, key=lambda i: (i.name.app, i.name.version, i.name.type, i.name.num))
+
+    def strays(self, app: str | None = None) -> list[tuple[str, str]]:
+        return sorted(
+            (str(c.labels.get(LABEL_APP, "")), str(c.name))
+            for c in self._ours(app)
+            if ContainerName.parse(c.name or "") is None
+        )
 
     def inspect(self, name: str) -> Instance | None:
         try:

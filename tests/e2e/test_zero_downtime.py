@@ -151,3 +151,20 @@ def test_old_release_images_are_collected_and_rollback_images_stay_in_the_regist
     assert local == set(tags[-platform.settings.keep_images :])
     # The oldest is gone from the host but still in the registry, where a rollback finds it.
     client.images.pull(tags[0].rsplit(":", 1)[0], tag=tags[0].rsplit(":", 1)[1])
+
+
+def test_a_restart_interrupted_by_a_crash_is_cleaned_up(platform: Harness, app) -> None:
+    """What a crash mid-ps:restart leaves: the old container renamed aside, no replacement yet."""
+    name, _ = app
+    c = container(platform, name)
+    c.rename(f"{c.name}.retiring")
+    deadline = time.monotonic() + 15
+    client = docker.from_env()
+    while time.monotonic() < deadline:
+        left = client.containers.list(all=True, filters={"name": f"{c.name}.retiring"})
+        if not left and platform.containers(name) == [c.name]:
+            break
+        time.sleep(0.2)
+    assert client.containers.list(all=True, filters={"name": f"{c.name}.retiring"}) == []
+    assert platform.containers(name) == [c.name]
+    platform.wait_for(name, "", timeout=10)
