@@ -8,8 +8,8 @@ accepts the push; anything else rejects it and leaves every ref unchanged.
 
 `main()` hands the work to the running appliance over DEIS_DEPLOY_SOCKET (hooks.service), whose
 imports, docker and etcd connections are already warm: a fresh interpreter importing the pipeline
-costs about 0.4 s per push. Without the socket it runs `run()` in this process. `main` imports
-only the standard library for that reason.
+costs about 0.4 s per push. Without the socket it runs `run()` in this process. At module level
+this file imports only the standard library and appliance.output, for that reason.
 """
 
 from __future__ import annotations

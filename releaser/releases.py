@@ -113,6 +113,14 @@ def list_releases(store: Store, app: str) -> list[Release]:
 
 
 def latest(store: Store, app: str) -> Release | None:
+    """The app's current release. Read through the `current` pointer (two reads), not a listing of
+    every release: the reconciler asks this of every app every few seconds and each push asks it."""
+    version = store.get(f"apps/{app}/current")
+    if isinstance(version, int):
+        newest = store.get(_key(app, version))
+        # A writer that died between recording vN+1 and moving the pointer leaves it behind.
+        if newest is not None and store.get(_key(app, version + 1)) is None:
+            return Release.from_json(app, newest)
     rels = list_releases(store, app)
     return rels[0] if rels else None
 
@@ -169,6 +177,7 @@ def record(store: Store, release: Release) -> Release:
     """Make `release` the app's current one; refuses a number that is taken."""
     if not store.create(_key(release.app, release.version), release.to_json()):
         raise Conflict(f"release v{release.version} of {release.app} was recorded by someone else")
+    store.put(f"apps/{release.app}/current", release.version)
     return release
 
 

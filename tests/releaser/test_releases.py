@@ -2,6 +2,7 @@ import pytest
 
 from appliance.errors import NotFound, ValidationError
 from releaser.releases import Build, Release, apply_config, parse_version
+from releaser.store import Store
 
 
 def test_parse_version() -> None:
@@ -36,3 +37,18 @@ def test_default_formation() -> None:
     assert Build("i", "dockerfile", procfile={"web": "a", "worker": "b"}).default_formation() == {"web": 1}
     assert Build("i", "dockerfile", procfile={"worker": "b"}).default_formation() == {}
     assert Build("i", "dockerfile", procfile={"worker": "b", "web": "a"}).process_types == ["web", "worker"]
+
+
+def test_latest_follows_the_current_pointer_and_survives_a_stale_one(store: Store) -> None:
+    from releaser import releases
+
+    app = "pointy"
+    assert releases.latest(store, app) is None
+    v1 = releases.initial(store, app, "alice")
+    v2 = releases.record(store, releases.prepare(store, app, by="alice", summary="s", config={"A": "1"}))
+    assert (v1.version, v2.version) == (1, 2)
+    assert releases.latest(store, app) == v2
+    # A writer that died after recording v3 but before moving the pointer:
+    v3 = releases.prepare(store, app, by="bob", summary="t", config={"A": "2"})
+    store.create(f"apps/{app}/releases/{v3.version:06d}", v3.to_json())
+    assert releases.latest(store, app) == v3

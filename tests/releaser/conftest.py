@@ -1,0 +1,34 @@
+"""A real etcd for the releaser's tests (one per module)."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance import services
+from appliance.output import Output
+from appliance.settings import Settings
+from releaser.store import Store
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    s = Settings(
+        state_dir=Path(tmp_path_factory.mktemp("etcd")), etcd_port=free_port(), etcd_peer_port=free_port()
+    )
+    etcd = services.etcd_service(s)
+    services.start(etcd, s, Output(io.StringIO()))
+    try:
+        yield Store(s.etcd_url)
+    finally:
+        services.stop(etcd, s, Output(io.StringIO()))
