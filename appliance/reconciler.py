@@ -8,7 +8,8 @@ what it should be:
 - a routed container that stopped answering, or is down, leaves the router at once; it comes back
   once it passes its health check again (the engine's restart policy restarts crashed processes);
 - a container that is missing, or exited for good, is started again;
-- containers of other releases, or beyond the formation, are stopped (leftovers of a crashed deploy).
+- containers of other releases, or beyond the formation, are stopped (leftovers of a crashed deploy);
+- of two instances of one name (a restart interrupted by a crash), the newer running one is kept.
 
 Anything beyond routing changes is done under the app's deploy lock, taken without waiting: an app
 being deployed is the deploy's business, and is looked at again on the next pass.
@@ -22,12 +23,13 @@ import time
 from dataclasses import dataclass, field
 
 from appliance import pipeline
-from appliance.errors import Conflict, DeisError
-from appliance.names import ONE_OFF_TYPES, ROUTED_TYPES
+from appliance.platform import Platform
+from core.errors import Conflict, DeisError
+from core.names import ONE_OFF_TYPES, ROUTED_TYPES
 from releaser import apps, events, releases
 from releaser.locks import AppLock
 from scheduler import rollout
-from scheduler.base import ContainerSpec, Instance
+from scheduler.base import Instance, ProcessSpec
 from scheduler.health import probe
 
 log = logging.getLogger("deis.reconciler")
@@ -40,34 +42,41 @@ FULL = 5.0
 class Plan:
     """What one app needs: pure, from desired specs and actual instances."""
 
-    start: list[ContainerSpec] = field(default_factory=list)
-    remove: list[str] = field(default_factory=list)  # stop and remove (exited, stale, surplus)
+    start: list[ProcessSpec] = field(default_factory=list)
+    remove: list[Instance] = field(default_factory=list)  # stop and remove (exited, stale, surplus)
 
     def __bool__(self) -> bool:
         return bool(self.start or self.remove)
 
 
-def diff(desired: list[ContainerSpec], actual: list[Instance]) -> Plan:
+def diff(desired: list[ProcessSpec], actual: list[Instance]) -> Plan:
     want = {str(s.name): s for s in desired}
-    have = {str(i.name): i for i in actual if i.name.type not in ONE_OFF_TYPES}
+    by_name: dict[str, list[Instance]] = {}
+    for inst in actual:
+        if inst.name.type not in ONE_OFF_TYPES:
+            by_name.setdefault(str(inst.name), []).append(inst)
     plan = Plan()
-    for name, inst in have.items():
+    for name, group in sorted(by_name.items()):
         if name not in want:
-            plan.remove.append(name)
-        elif inst.state in ("exited", "dead", "created"):
-            plan.remove.append(name)
+            plan.remove += group
+            continue
+        # Of several instances of one name, the newest that is up stays; an exited one goes.
+        up = [i for i in group if i.state not in ("exited", "dead", "created")]
+        keep = max(up, key=lambda i: i.started) if up else None
+        plan.remove += [i for i in group if i is not keep]
+        if keep is None:
             plan.start.append(want[name])
-    plan.start += [spec for name, spec in want.items() if name not in have]
+    plan.start += [spec for name, spec in want.items() if name not in by_name]
     plan.start.sort(key=lambda s: str(s.name))
     return plan
 
 
 class Reconciler:
-    def __init__(self, p: pipeline.Platform, poll: float = POLL, full: float = FULL) -> None:
+    def __init__(self, p: Platform, poll: float = POLL, full: float = FULL) -> None:
         self.p = p
         self.poll = poll
         self.full = full
-        self._seen: tuple[tuple[str, str, int, str], ...] = ()
+        self._seen: tuple[tuple[str, str, int, float], ...] = ()
         self._pending = False  # some routed container runs but is not healthy (yet): look again soon
         self._misses: dict[str, int] = {}  # running container -> probes failed in a row
 
@@ -76,7 +85,7 @@ class Reconciler:
         while not stop.is_set():
             try:
                 seen = tuple(
-                    (str(i.name), i.state, i.restarts, i.started) for i in self.p.backend.instances()
+                    (i.id, i.state, i.restarts, i.started) for i in self.p.backend.instances()
                 )
                 due = time.monotonic() - last_full >= self.full
                 if seen != self._seen or self._pending or due:
@@ -94,34 +103,19 @@ class Reconciler:
         by_app: dict[str, list[Instance]] = {}
         for inst in self.p.backend.instances():
             by_app.setdefault(inst.name.app, []).append(inst)
-        alive = {f"{i.name}@{i.started}" for group in by_app.values() for i in group}
+        alive = {f"{i.id}@{i.started}" for group in by_app.values() for i in group}
         self._misses = {k: n for k, n in self._misses.items() if k in alive}
         for app in apps.list_apps(self.p.store):
             try:
                 self.reconcile(app.name, by_app.pop(app.name, []))
             except DeisError as exc:
                 log.warning("reconciling %s: %s", app.name, exc)
-        for app_name, stray in self.p.backend.strays():
-            self._remove_stray(app_name, stray)
         for name, instances in by_app.items():
             # Containers of an app that no longer exists (destroyed while the engine was down);
             # asked once more on its own, so a listing that came back short never removes anything.
             if apps.get_app(self.p.store, name) is None:
                 for inst in instances:
-                    self.p.backend.stop(str(inst.name), 0)
-
-    def _remove_stray(self, app: str, name: str) -> None:
-        """A stray is only left over while nobody holds its app (a restart in progress does)."""
-        lock = AppLock(self.p.store, app, owner="reconciler")
-        try:
-            lock.acquire(wait=0)
-        except Conflict:
-            return
-        with lock:
-            self.p.backend.stop(name, self.p.settings.stop_grace)
-            events.record(
-                self.p.store, app, "deis", f"reconciler removed {name}, left by an interrupted restart"
-            )
+                    self.p.backend.stop(inst.id, 0)
 
     def reconcile(self, app: str, actual: list[Instance]) -> None:
         release = releases.latest(self.p.store, app)
@@ -146,13 +140,18 @@ class Reconciler:
             deployment = pipeline.deployment_for(self.p, current)
             actual = self.p.backend.instances(app)
             plan = diff(rollout.plan(deployment), actual)
-            for name in plan.remove:
-                self.p.backend.stop(name, self.p.settings.stop_grace)
+            leaving = {i.id for i in plan.remove}
+            routed = [i for i in actual if i.id not in leaving]
+            if {i.endpoint for i in plan.remove} & set(pipeline.published(self.p, app) or []):
+                # The router must stop sending to what goes before it goes.
+                pipeline.publish(self.p, app, self._healthy_endpoints(deployment, routed))
+            for inst in plan.remove:
+                self.p.backend.stop(inst.id, self.p.settings.stop_grace)
             for spec in plan.start:
                 self.p.backend.start(spec)
             if plan:
                 what = ", ".join(
-                    [f"removed {n}" for n in plan.remove] + [f"started {s.name}" for s in plan.start]
+                    [f"removed {i.name}" for i in plan.remove] + [f"started {s.name}" for s in plan.start]
                 )
                 events.record(self.p.store, app, "deis", f"reconciler {what}")
                 log.info("%s: %s", app, what)
@@ -170,7 +169,7 @@ class Reconciler:
     def _answers(self, inst: Instance, d: rollout.Deployment) -> bool:
         """Healthy, or running and missed only one probe: one slow answer under load must not take
         an app's only container out of the router. A container that is down leaves at once."""
-        key = f"{inst.name}@{inst.started}"
+        key = f"{inst.id}@{inst.started}"
         if probe(self.p.backend, inst, d.health)[0]:
             self._misses.pop(key, None)
             return True
@@ -178,7 +177,7 @@ class Reconciler:
         return self._misses[key] < 2 and inst.endpoint in (pipeline.published(self.p, d.app) or [])
 
 
-def start_thread(p: pipeline.Platform) -> threading.Event:
+def start_thread(p: Platform) -> threading.Event:
     stop = threading.Event()
     threading.Thread(target=Reconciler(p).run, args=(stop,), name="reconciler", daemon=True).start()
     return stop

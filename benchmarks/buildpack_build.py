@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from appliance.output import Output
+from core.output import Output
 from builders import build as build_image
 from builders import buildpack
 from tests.e2e.buildpack_apps import python_dep_checkout

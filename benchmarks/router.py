@@ -34,8 +34,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.settings import Settings  # noqa: E402
-from routerconf import Router, proc, tls  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core import proc
+from routerconf import Router, tls  # noqa: E402
 from routerconf.render import render_app  # noqa: E402
 from routerconf.site import Site  # noqa: E402
 

@@ -1,9 +1,18 @@
 """Turning a pushed commit into an image in the platform registry.
 
-`build()` exports the commit, picks the build kind (a Dockerfile at the top: a docker build; else
-a buildpack build, `builders.buildpack`) and returns a `releaser.releases.Build`; it knows nothing
-about releases beyond that record, nor about routing. A Procfile's `release` type is not a process
-type: it is kept apart as the build's release command (run once per release, before the rollout).
+`build()` reads the commit, picks the build kind (a Dockerfile at the top: a docker build; else a
+buildpack build, `builders.buildpack`) and returns a `core.records.Build`; it knows nothing about
+releases, containers or routing. A Procfile's `release` type is not a process type: it is kept
+apart as the build's release command (run once per release, before the rollout).
+
+    source     the pushed commit (git, with the hook's quarantine environment)
+    dockerfile the engine build's arguments and output stream
+    buildpack  the Heroku buildpack API: slugbuilder, slug, slugrunner image
+    engine     the docker engine: build, push, labels, image removal
+    registry   the platform registry's HTTP API (deleting an app's repository)
+    image      `builds:create`: an image already in the registry as a Build
+    images     images made from Debian packages (debootstrap + docker import)
+    stacks     the stack, slugbuilder and slugrunner images
 """
 
 from __future__ import annotations
@@ -12,17 +21,13 @@ import json
 import shutil
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import docker
-import docker.errors
-
-from appliance.errors import BuildError, ServiceError
-from appliance.output import Output
-from appliance.settings import Settings
-from builders import buildpack, dockerfile, source, stacks
-from releaser.releases import Build
+from builders import buildpack, engine, source, stacks
+from core.errors import BuildError
+from core.output import Output
+from core.records import Build, Push
+from core.settings import Settings
 
 DEFAULT_PORT = 5000
 
@@ -31,87 +36,68 @@ def image_name(settings: Settings, app: str, sha: str) -> str:
     return f"{settings.registry}/{app}:git-{sha[:8]}"
 
 
-def docker_client() -> docker.DockerClient:
-    try:
-        return docker.from_env(timeout=600)
-    except docker.errors.DockerException as exc:
-        raise ServiceError(f"docker is unreachable: {exc}") from exc
-
-
-def build(
-    settings: Settings,
-    app: str,
-    repo: Path,
-    sha: str,
-    by: str,
-    out: Output,
-    config: dict[str, str] | None = None,
-) -> Build:
+def build(settings: Settings, push: Push, out: Output, config: dict[str, str] | None = None) -> Build:
     """A Dockerfile build when the tree has one at its top, else a buildpack build (with `config`)."""
-    files = source.top_level_files(repo, sha)
-    healthchecks = app_json_healthchecks(
-        source.read_file(repo, sha, "app.json") if "app.json" in files else None
-    )
+    src = source.Source.of(push)
+    files = src.top_level_files()
+    healthchecks = app_json_healthchecks(src.read_file("app.json") if "app.json" in files else None)
     if "Dockerfile" not in files:
-        return replace(build_slug(settings, app, repo, sha, by, out, config or {}), healthchecks=healthchecks)
-    procfile_text = source.read_file(repo, sha, "Procfile") if "Procfile" in files else None
+        slug = build_slug(settings, push, out, config or {})
+        return replace(slug, healthchecks=healthchecks)
+    procfile_text = src.read_file("Procfile") if "Procfile" in files else None
     procfile = source.parse_procfile(procfile_text) if procfile_text else {}
     release = procfile.pop("release", "")
-    tag = image_name(settings, app, sha)
-    client = docker_client()
+    tag = image_name(settings, push.app, push.sha)
     out.step("Building Docker image (Dockerfile)")
-    dockerfile.build_image(client, source.archive(repo, sha), tag, out.detail, str(settings.state_dir))
-    port = dockerfile.exposed_port(client, tag) or DEFAULT_PORT
-    push(settings, client, tag, out)
+    engine.build(src.archive(), tag, out.detail, str(settings.state_dir))
+    port = engine.exposed_port(tag) or DEFAULT_PORT
+    push_image(settings, tag, out)
     if procfile:
         out.detail(f"Procfile declares types -> {', '.join(sorted(procfile))}")
     return Build(
         image=tag,
         kind="dockerfile",
-        sha=sha,
+        sha=push.sha,
         procfile=procfile,
         port=port,
         created=time.time(),
-        by=by,
+        by=push.user,
         healthchecks=healthchecks,
         release=release,
     )
 
 
-def push(settings: Settings, client: docker.DockerClient, tag: str, out: Output) -> None:
+def push_image(settings: Settings, tag: str, out: Output) -> None:
     out.step(f"Pushing image to {settings.registry}")
     started = time.monotonic()
-    dockerfile.push_image(client, tag)
+    engine.push(tag)
     out.detail(f"{tag} pushed in {time.monotonic() - started:.1f}s")
 
 
-def build_slug(
-    settings: Settings, app: str, repo: Path, sha: str, by: str, out: Output, config: dict[str, str]
-) -> Build:
+def build_slug(settings: Settings, push: Push, out: Output, config: dict[str, str]) -> Build:
     """The buildpack build: compile a slug in the slugbuilder, then slugrunner + slug as the image."""
-    tag = image_name(settings, app, sha)
+    tag = image_name(settings, push.app, push.sha)
     work = buildpack.workspace(settings)
     try:
-        slug = buildpack.compile_slug(settings, app, repo, sha, config, work, out)
-        client = docker_client()
+        slug = buildpack.compile_slug(settings, source.Source.of(push), push.app, config, work, out)
         out.step("Building the app image (slugrunner + slug)")
         started = time.monotonic()
         context = buildpack.slug_context(slug.path, stacks.RUNNER_IMAGE)
-        dockerfile.build_image(client, context, tag, lambda line: None, str(settings.state_dir))
+        engine.build(context, tag, lambda line: None, str(settings.state_dir))
         out.detail(f"{tag} built in {time.monotonic() - started:.1f}s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    push(settings, client, tag, out)
+    push_image(settings, tag, out)
     procfile = dict(slug.procfile)
     release = procfile.pop("release", "")
     return Build(
         image=tag,
         kind="buildpack",
-        sha=sha,
+        sha=push.sha,
         procfile=procfile,
         port=DEFAULT_PORT,
         created=time.time(),
-        by=by,
+        by=push.user,
         release=release,
         runner=True,
         slug_size=slug.size,
@@ -137,19 +123,17 @@ def app_json_healthchecks(text: str | None) -> dict[str, list[dict[str, Any]]]:
 def collect_garbage(settings: Settings, app: str, keep: set[str]) -> list[str]:
     """Remove the app's local images not in `keep` (the registry keeps every one: an old release
     is pulled again on rollback) and this platform's dangling build images. Returns what went."""
-    client = docker_client()
-    removed = []
-    repo = f"{settings.registry}/{app}"
-    for image in client.images.list(name=repo):
-        for tag in image.tags:
-            if tag.startswith(f"{repo}:") and tag not in keep:
-                try:
-                    client.images.remove(tag)
-                    removed.append(tag)
-                except docker.errors.APIError:
-                    pass  # still used by a container: next time
-    try:
-        client.images.prune(filters={"dangling": True, "label": f"io.deis.platform={settings.state_dir}"})
-    except docker.errors.APIError:
-        pass  # another prune is running
+    removed = engine.remove_images(f"{settings.registry}/{app}", frozenset(keep))
+    engine.prune_dangling(str(settings.state_dir))
     return removed
+
+
+def forget(settings: Settings, app: str) -> tuple[list[str], list[str]]:
+    """Every image of `app`: its local tags, then its registry repository; (local, registry) tags.
+    Its build cache goes too: the next owner of the name must not get it."""
+    from builders import registry
+
+    local = engine.remove_images(f"{settings.registry}/{app}", force=True)
+    tags = registry.delete_repository(settings, app)
+    buildpack.purge_cache(settings, app)
+    return local, tags

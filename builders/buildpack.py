@@ -29,10 +29,12 @@ from pathlib import Path
 
 import yaml
 
-from appliance.errors import BuildError, ServiceError, ValidationError
-from appliance.output import Output
-from appliance.settings import Settings
+from core.errors import BuildError, ServiceError, ValidationError
+from core.output import Output
+from core.settings import Settings
 from builders import source, stacks
+from core import dockercli
+from core.dockercli import Mount
 
 HERE = Path(__file__).resolve().parent
 BUILTIN_DIR = HERE / "buildpacks"
@@ -119,14 +121,25 @@ def builder_argv(
     platform: str,
 ) -> list[str]:
     """The ephemeral slugbuilder container (pure: tests compare it exactly)."""
-    argv = ["docker", "run", "--rm", "--pull", "never", "--name", container]
-    argv += ["--label", f"io.deis.platform={platform}", "--label", f"{LABEL_BUILD}={container}"]
-    argv += ["-v", f"{work / 'app'}:/app", "-v", f"{cache}:/cache", "-v", f"{work / 'env'}:/env:ro"]
-    argv += ["-v", f"{work / 'out'}:/out", "-v", f"{DRIVER}:/builder/build:ro"]
-    for i, path in enumerate(buildpacks):
-        argv += ["-v", f"{path}:/buildpacks/{i:02d}:ro"]
-    argv += ["-e", f"STACK={STACK}", "-e", f"SOURCE_VERSION={sha}"]
-    return [*argv, image, "/builder/build", mode, *names]
+    mounts = [
+        Mount(str(work / "app"), "/app"),
+        Mount(str(cache), "/cache"),
+        Mount(str(work / "env"), "/env", read_only=True),
+        Mount(str(work / "out"), "/out"),
+        Mount(str(DRIVER), "/builder/build", read_only=True),
+        *(Mount(str(path), f"/buildpacks/{i:02d}", read_only=True) for i, path in enumerate(buildpacks)),
+    ]
+    return dockercli.run(
+        dockercli.Run(
+            image=image,
+            command=["/builder/build", mode, *names],
+            name=container,
+            labels={"io.deis.platform": platform, LABEL_BUILD: container},
+            env={"STACK": STACK, "SOURCE_VERSION": sha},
+            mounts=mounts,
+            pull_never=True,
+        )
+    )
 
 
 def env_files(config: dict[str, str]) -> dict[str, bytes]:
@@ -236,9 +249,9 @@ def fetch(bp: Buildpack, dest: Path, out: Output) -> Path:
     return dest
 
 
-def _export(repo: Path, sha: str, dest: Path) -> None:
+def _export(src: source.Source, dest: Path) -> None:
     dest.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(source.archive(repo, sha))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(src.archive())) as tar:
         tar.extractall(dest, filter="tar")
 
 
@@ -262,7 +275,7 @@ def _run_streamed(argv: list[str], emit: Callable[[str], None], container: str) 
             emit(raw.decode("utf-8", "replace").rstrip("\n"))
         return proc.wait()
     except BaseException:
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(dockercli.remove_force(container), capture_output=True, stdin=subprocess.DEVNULL)
         proc.kill()
         proc.wait()
         raise
@@ -270,21 +283,20 @@ def _run_streamed(argv: list[str], emit: Callable[[str], None], container: str) 
 
 def compile_slug(
     settings: Settings,
+    src: source.Source,
     app: str,
-    repo: Path,
-    sha: str,
     config: dict[str, str],
     work: Path,
     out: Output,
 ) -> Slug:
     """Everything up to the slug tarball (WORK/slug.tgz). `work` is an empty host directory."""
-    files = source.top_level_files(repo, sha)
-    text = source.read_file(repo, sha, ".buildpacks") if ".buildpacks" in files else None
+    files = src.top_level_files()
+    text = src.read_file(".buildpacks") if ".buildpacks" in files else None
     mode, chosen = choose(config, text)
-    procfile_src = source.read_file(repo, sha, "Procfile") if "Procfile" in files else None
+    procfile_src = src.read_file("Procfile") if "Procfile" in files else None
     procfile = source.parse_procfile(procfile_src) if procfile_src else {}
 
-    _export(repo, sha, work / "app")
+    _export(src, work / "app")
     _write_env(work / "env", config)
     (work / "out").mkdir()
     allowed = [Path(p) for p in settings.local_buildpacks.split(":") if p]
@@ -304,7 +316,7 @@ def compile_slug(
         paths,
         [bp.name for bp in chosen],
         mode,
-        sha,
+        src.sha,
         str(settings.state_dir),
     )
     code = _run_streamed(argv, out.line, container)

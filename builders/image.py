@@ -13,10 +13,10 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.errors import NotFound, ServiceError, ValidationError
-from appliance.output import Output
-from appliance.settings import Settings
-from releaser.releases import Build
+from core.errors import NotFound, ServiceError, ValidationError
+from core.output import Output
+from core.settings import Settings
+from core.records import Build
 
 DEFAULT_PORT = 5000
 MANIFEST_TYPES = (

@@ -14,12 +14,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-import docker
-import docker.errors
-
-from appliance.errors import ServiceError
-from appliance.names import check_app
-from appliance.settings import Settings
+from core.errors import ServiceError
+from core.names import check_app
+from core.settings import Settings
 
 # Every manifest kind `docker push` writes; without them the registry answers with a schema1
 # conversion whose digest cannot be deleted.
@@ -97,21 +94,3 @@ def delete_repository(settings: Settings, app: str) -> list[str]:
         status, _, body = _request("DELETE", manifest_url(settings.registry, app, digest))
         _expect(status, (202, 404), f"delete manifest {digest} of {app}", body)
     return tags
-
-
-def remove_local_images(client: docker.DockerClient, settings: Settings, app: str) -> list[str]:
-    """Untag (and so delete) every local image of `settings.registry/app`; returns the removed tags."""
-    repo = f"{settings.registry}/{check_app(app)}"
-    removed = []
-    try:
-        for image in client.images.list(name=repo):
-            for tag in image.tags:
-                if tag.rpartition(":")[0] == repo:
-                    try:
-                        client.images.remove(tag, force=True)
-                    except docker.errors.ImageNotFound:
-                        pass
-                    removed.append(tag)
-    except docker.errors.APIError as exc:
-        raise ServiceError(f"docker could not remove {repo} images: {exc.explanation or exc}") from exc
-    return sorted(removed)

@@ -1,46 +1,54 @@
 """Reading the pushed commit. While the pre-receive hook runs, the new objects are still in git's
 quarantine: plain `git` run with the hook's environment (GIT_DIR, GIT_QUARANTINE_PATH,
-GIT_OBJECT_DIRECTORY, GIT_ALTERNATE_OBJECT_DIRECTORIES) sees them."""
+GIT_OBJECT_DIRECTORY, GIT_ALTERNATE_OBJECT_DIRECTORIES, carried by `Push.git_env`) sees them."""
 
 from __future__ import annotations
 
-import contextvars
 import os
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.errors import BuildError, ValidationError
-from appliance.names import check_process_type
-
-# The hook's environment when the deploy runs in the appliance on the hook's behalf (hooks.service),
-# set per deploy thread; otherwise this process's own environment is the hook's.
-GIT_ENV: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("GIT_ENV", default=None)
+from core.errors import BuildError, ValidationError
+from core.names import check_process_type
+from core.records import Push
 
 
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = dict(GIT_ENV.get() or os.environ)
-    env.setdefault("GIT_DIR", str(repo))
-    return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, check=False)
+@dataclass(frozen=True)
+class Source:
+    """One commit of an app's bare repository, read with git."""
 
+    repo: Path
+    sha: str
+    git_env: dict[str, str] = field(default_factory=dict)
 
-def top_level_files(repo: Path, sha: str) -> set[str]:
-    r = _git(repo, "ls-tree", "--name-only", "-z", sha)
-    if r.returncode != 0:
-        raise BuildError(f"cannot read commit {sha[:8]}: {r.stderr.decode(errors='replace').strip()}")
-    return {n.decode("utf-8", "replace") for n in r.stdout.split(b"\0") if n}
+    @classmethod
+    def of(cls, push: Push) -> Source:
+        return cls(push.repo, push.sha, push.git_env)
 
+    def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        env = dict(self.git_env or os.environ)
+        env.setdefault("GIT_DIR", str(self.repo))
+        return subprocess.run(["git", *args], cwd=self.repo, env=env, capture_output=True, check=False)
 
-def read_file(repo: Path, sha: str, path: str) -> str | None:
-    r = _git(repo, "cat-file", "blob", f"{sha}:{path}")
-    return r.stdout.decode("utf-8", "replace") if r.returncode == 0 else None
+    def top_level_files(self) -> set[str]:
+        r = self._git("ls-tree", "--name-only", "-z", self.sha)
+        if r.returncode != 0:
+            why = r.stderr.decode(errors="replace").strip()
+            raise BuildError(f"cannot read commit {self.sha[:8]}: {why}")
+        return {n.decode("utf-8", "replace") for n in r.stdout.split(b"\0") if n}
 
+    def read_file(self, path: str) -> str | None:
+        r = self._git("cat-file", "blob", f"{self.sha}:{path}")
+        return r.stdout.decode("utf-8", "replace") if r.returncode == 0 else None
 
-def archive(repo: Path, sha: str) -> bytes:
-    """The commit's tree as a tar stream: docker's build context as it is, no checkout needed."""
-    r = _git(repo, "archive", "--format=tar", sha)
-    if r.returncode != 0:
-        raise BuildError(f"cannot export commit {sha[:8]}: {r.stderr.decode(errors='replace').strip()}")
-    return r.stdout
+    def archive(self) -> bytes:
+        """The commit's tree as a tar stream: docker's build context as it is, no checkout needed."""
+        r = self._git("archive", "--format=tar", self.sha)
+        if r.returncode != 0:
+            why = r.stderr.decode(errors="replace").strip()
+            raise BuildError(f"cannot export commit {self.sha[:8]}: {why}")
+        return r.stdout
 
 
 def parse_procfile(text: str) -> dict[str, str]:

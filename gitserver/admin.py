@@ -7,6 +7,7 @@ deis keys:add NAME [--admin] < key.pub                                      regi
 deis keys:list | keys:remove NAME|FINGERPRINT | users:list
 deis serve                                                                  the SSH appliance (foreground)
 deis stacks:build [--force]                                                 (re)make the stack images
+deis test-prereqs                                                           dockerd and the stack images, for the tests
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import time
 from collections.abc import Sequence
 
 from appliance import services
-from appliance.errors import DeisError
-from appliance.output import Output
-from appliance.settings import Settings
+from core.errors import DeisError
+from core.output import Output
+from core.settings import Settings
 from releaser import apps
 from releaser.store import Store
 from routerconf import Router
@@ -86,12 +87,11 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
 def seed_registry(settings: Settings, out: Output) -> None:
     """Put the base images of every app image (the stack, the slug runner) in the registry once, so
     an app's push uploads only its own layers."""
-    from builders import docker_client, dockerfile, stacks
+    from builders import engine, stacks
 
-    client = docker_client()
     for image in (settings.stack_image, stacks.RUNNER_IMAGE):
         started = time.monotonic()
-        if dockerfile.seed_registry(client, image, settings.registry):
+        if engine.seed_registry(image, settings.registry):
             out.step(f"Seeded the registry with {image} ({time.monotonic() - started:.1f}s)")
 
 
@@ -114,13 +114,15 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Output) -> int
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    from appliance import pipeline, reconciler
+    from appliance import reconciler
+    from appliance.platform import Platform
     from gitserver.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stop = reconciler.start_thread(pipeline.Platform.from_settings(settings))
+    platform = Platform.from_settings(settings)  # the one this process shares: commands, hooks, reconciler
+    stop = reconciler.start_thread(platform)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(platform))
     finally:
         stop.set()
     return 0
@@ -156,10 +158,19 @@ def cmd_stacks_build(settings: Settings, args: argparse.Namespace, out: Output) 
     from builders import stacks
 
     services.ensure_dockerd(settings, out)
-    services.ensure_images(settings, out, force=args.force)
+    stacks.ensure_all(settings, out, force=args.force)
     out.step("Stack images ready" + ("" if args.force else " (--force remakes them)"))
     for image in (settings.stack_image, stacks.RUNNER_IMAGE, stacks.BUILDER_IMAGE):
         out.detail(image)
+    return 0
+
+
+def cmd_test_prereqs(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    """What the test suite shares with the host: a docker daemon that answers and the stack images."""
+    from builders import stacks
+
+    services.ensure_dockerd(settings, out)
+    stacks.ensure_all(settings, out)
     return 0
 
 
@@ -196,6 +207,9 @@ def parser() -> argparse.ArgumentParser:
     sb = sub.add_parser("stacks:build", help="make the stack, slugbuilder and slugrunner images if missing")
     sb.add_argument("--force", action="store_true", help="remake them even if present")
     sb.set_defaults(func=cmd_stacks_build)
+    sub.add_parser(
+        "test-prereqs", help="start dockerd if none answers and make the stack images (./platform test)"
+    ).set_defaults(func=cmd_test_prereqs)
     return p
 
 

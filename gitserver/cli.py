@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from appliance.errors import NotFound, UsageError
+from core.errors import NotFound, UsageError
 
 
 def split(command_line: str) -> list[str]:

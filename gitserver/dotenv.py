@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import re
 
-from appliance.errors import ValidationError
-from appliance.names import check_config_key, check_config_value
+from core.errors import ValidationError
+from core.names import check_config_key, check_config_value
 
 _BARE = re.compile(r"[A-Za-z0-9_./:@%+,=-]*")
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t"}

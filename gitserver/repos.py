@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pygit2
 
-from appliance.names import check_app
-from appliance.settings import Settings
+from core.names import check_app
+from core.settings import Settings
 
 
 def hook_script(python: str) -> str:

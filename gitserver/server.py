@@ -24,12 +24,14 @@ from typing import IO, Any, cast
 
 import asyncssh
 
-from appliance.errors import DeisError, NotFound, UsageError
-from appliance.settings import Settings
+from appliance.platform import Platform
+from core.errors import DeisError, NotFound, UsageError
+from core.settings import Settings
 from gitserver import cli, commands, repos
 from hooks import service as hook_service
 from releaser import apps
 from releaser.store import Store
+from scheduler.base import Stdio
 
 MAX_AUTH_FAILURES = 6
 MAX_STDIN = 1 << 20  # what a command may read from stdin (keys, .env files)
@@ -101,9 +103,10 @@ class _ChannelText(io.TextIOBase):
 
 
 class Appliance:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store = Store(settings.etcd_url)
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.settings = platform.settings
+        self.store = platform.store
 
     @property
     def deploy_socket(self) -> Path:
@@ -114,7 +117,7 @@ class Appliance:
         # Handlers run in the loop's default executor; `logs -f` and `run` hold a thread for the whole
         # session, so the default (CPUs + 4 threads) would let a few followers stall every session.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=MAX_THREADS))
-        self._hooks = await hook_service.serve(self.deploy_socket)
+        self._hooks = await hook_service.serve(self.deploy_socket, self.platform)
         return await asyncssh.create_server(
             lambda: _Auth(self.store),
             host if host is not None else self.settings.ssh_host,
@@ -169,7 +172,7 @@ class Appliance:
     ) -> commands.Context:
         # The one thing taken from the client's environment: a preference, never identity.
         no_wait = str(process.env.get("DEIS_NO_WAIT", "")).lower() in ("1", "true", "yes")
-        return commands.Context(self.settings, self.store, user, stream, no_wait=no_wait, **kw)
+        return commands.Context(self.platform, user, stream, no_wait=no_wait, **kw)
 
     async def command(
         self,
@@ -188,18 +191,15 @@ class Appliance:
 
         interrupt: asyncio.Task[None] | None = None
 
-        async def attached(child_argv: list[str]) -> int:
-            if interrupt is not None:  # the child gets stdin (and its ^C) from here on
+        async def attached(fn: Callable[[Stdio], int]) -> int:
+            if interrupt is not None:  # the one-off gets stdin (and its ^C) from here on
                 interrupt.cancel()
                 await asyncio.gather(interrupt, return_exceptions=True)
-            rc = await self.attach(process, child_argv)
-            if process.channel.is_closing():
-                closed.set()  # before the handler sees rc: it cleans up differently after a hang-up
-            return rc
+            return await self.attach(process, fn)
 
-        def attach(child_argv: list[str]) -> int:
-            # Called from the handler's worker thread: the child runs on the event loop.
-            return asyncio.run_coroutine_threadsafe(attached(child_argv), loop).result()
+        def attach(fn: Callable[[Stdio], int]) -> int:
+            # Called from the handler's worker thread: the channel is pumped on the event loop.
+            return asyncio.run_coroutine_threadsafe(attached(fn), loop).result()
 
         ctx = self._context(
             process,
@@ -243,51 +243,51 @@ class Appliance:
         await process.channel.wait_closed()
         closed.set()
 
-    # -- attached children (run) ------------------------------------------------------------------
-    async def attach(self, process: asyncssh.SSHServerProcess[bytes], argv: list[str]) -> int:
-        """Run `argv` attached to the channel; its exit status (128+N if killed by signal N)."""
-        env = self._child_env()
+    # -- attached one-offs (run) -----------------------------------------------------------------
+    async def attach(self, process: asyncssh.SSHServerProcess[bytes], fn: Callable[[Stdio], int]) -> int:
+        """Call `fn` (in a worker thread) with descriptors wired to the channel: a pty sized like
+        the client's terminal when it asked for one, else three pipes. Returns what `fn` returns,
+        once its output has reached the client."""
         if process.get_terminal_type() is None:
-            return await self._bridge(process, argv, env)
-        return await self._bridge_pty(process, argv, env)
+            return await self._attach_pipes(process, fn)
+        return await self._attach_pty(process, fn)
 
-    def _child_env(self) -> dict[str, str]:
-        keep = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "TMPDIR")
-        env = {k: os.environ[k] for k in keep if k in os.environ}
-        env["HOME"] = str(self.settings.state_dir)
-        return env
+    async def _attach_pipes(self, process: asyncssh.SSHServerProcess[bytes], fn: Callable[[Stdio], int]) -> int:
+        r_in, w_in = os.pipe()
+        r_out, w_out = os.pipe()
+        r_err, w_err = os.pipe()
+        os.set_blocking(w_in, False)
+        await process.redirect(stdout=r_out, stderr=r_err, send_eof=False)
+        stdin = [w_in]  # the pump closes it at the client's EOF (and says so by clearing it)
+        pump = asyncio.create_task(self._pump_to_fd(process, stdin))
+        try:
+            return await asyncio.to_thread(fn, Stdio(stdin=r_in, stdout=w_out, stderr=w_err))
+        finally:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            for fd in (r_in, w_out, w_err, *stdin):  # w_out, w_err: the end for asyncssh's readers
+                os.close(fd)
 
-    async def _bridge_pty(
-        self, process: asyncssh.SSHServerProcess[bytes], argv: list[str], env: dict[str, str]
-    ) -> int:
-        """Run `argv` on a new pty sized like the client's terminal; both directions pumped by hand,
-        so a resize reaches the pty (TIOCSWINSZ) and the child (SIGWINCH), and the output is read to
-        its end (EIO once the child and its children closed the pty) before the session exits."""
+    async def _attach_pty(self, process: asyncssh.SSHServerProcess[bytes], fn: Callable[[Stdio], int]) -> int:
+        """Both directions pumped by hand, so a resize reaches the pty (TIOCSWINSZ; the kernel tells
+        the process that owns the terminal), and the output is read to its end (EIO once every
+        holder of the other end is gone) before the session exits."""
         master, slave = pty.openpty()
         os.set_blocking(master, False)
         try:
             _set_winsize(slave, process.get_terminal_size())
+            reader = asyncio.create_task(self._pump_from_pty(process, master))
+            writer = asyncio.create_task(self._pump_to_fd(process, [master], resize=True))
             try:
-                child = await asyncio.create_subprocess_exec(
-                    *argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
-                )
+                rc = await asyncio.to_thread(fn, Stdio(stdin=slave, stdout=slave, stderr=slave, tty=True))
             finally:
                 os.close(slave)
-            reader = asyncio.create_task(self._pump_from_pty(process, master))
-            writer = asyncio.create_task(self._pump_to_pty(process, master, child.pid))
-            closed = asyncio.create_task(process.channel.wait_closed())
-            waiting = asyncio.create_task(child.wait())
-            await asyncio.wait({waiting, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if not waiting.done():
-                await self._kill_group(child, waiting)
-            writer.cancel()
+                writer.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reader, 5.0)  # the output's tail, up to EIO
-            closed.cancel()
-            rc = await waiting
         finally:
             os.close(master)
-        return rc if rc >= 0 else 128 - rc
+        return rc
 
     @staticmethod
     async def _pump_from_pty(process: asyncssh.SSHServerProcess[bytes], master: int) -> None:
@@ -308,26 +308,32 @@ class Appliance:
                 return
 
     @staticmethod
-    async def _pump_to_pty(process: asyncssh.SSHServerProcess[bytes], master: int, pid: int) -> None:
+    async def _pump_to_fd(process: asyncssh.SSHServerProcess[bytes], target: list[int], resize: bool = False) -> None:
+        """The client's input to `target[0]` (non-blocking), with back-pressure. At EOF a pipe is
+        closed (and `target` emptied); a pty (`resize`: its size follows the client's terminal) is
+        left open: the one-off ends the session."""
+        fd = target[0]
         while True:
             try:
                 data = await process.stdin.read(65536)
             except asyncssh.TerminalSizeChanged as exc:
-                _set_winsize(master, (exc.width, exc.height, exc.pixwidth, exc.pixheight))
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGWINCH)
+                if resize:
+                    _set_winsize(fd, (exc.width, exc.height, exc.pixwidth, exc.pixheight))
                 continue
             except (asyncssh.BreakReceived, asyncssh.SignalReceived):
                 continue  # the terminal is raw: ^C arrives as a byte, not as a signal
             except (asyncssh.Error, OSError):
                 return
             if not data:
-                return  # EOF: leave the pty open; the child ends the session
+                if not resize:
+                    target.clear()
+                    os.close(fd)
+                return
             view = memoryview(data)
             while view:
                 try:
-                    await _fd_ready(master, write=True)
-                    view = view[os.write(master, view) :]
+                    await _fd_ready(fd, write=True)
+                    view = view[os.write(fd, view) :]
                 except BlockingIOError:
                     continue
                 except OSError:
@@ -354,7 +360,7 @@ class Appliance:
     ) -> int:
         if len(args) != 1:
             raise UsageError(f"git-{verb} takes one repository path")
-        from appliance.names import app_from_repo_path
+        from core.names import app_from_repo_path
 
         app_name = app_from_repo_path(args[0])
         ctx = self._context(process, user, stderr)
@@ -484,8 +490,8 @@ def _set_winsize(fd: int, size: tuple[int, int, int, int]) -> None:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, xpix, ypix))
 
 
-async def serve(settings: Settings) -> None:
-    server = await Appliance(settings).start()
+async def serve(platform: Platform) -> None:
+    server = await Appliance(platform).start()
     try:
         await server.wait_closed()
     finally:

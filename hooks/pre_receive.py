@@ -9,7 +9,7 @@ accepts the push; anything else rejects it and leaves every ref unchanged.
 `main()` hands the work to the running appliance over DEIS_DEPLOY_SOCKET (hooks.service), whose
 imports, docker and etcd connections are already warm: a fresh interpreter importing the pipeline
 costs about 0.4 s per push. Without the socket it runs `run()` in this process. At module level
-this file imports only the standard library and appliance.output, for that reason.
+this file imports only the standard library and core.output, for that reason.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from appliance.output import Output
+from core.output import Output
+
+if TYPE_CHECKING:
+    from appliance.platform import Platform
 
 ZERO = "0" * 40
 DEPLOY_REFS = ("refs/heads/master", "refs/heads/main")
@@ -47,8 +50,9 @@ def deploy_target(updates: list[tuple[str, str, str]]) -> tuple[str, str, str] |
     return None
 
 
-def run(stdin_text: str, env: dict[str, str], out: Output) -> int:
-    """Decide what the push does and do it; `env` is the hook's environment."""
+def run(stdin_text: str, env: dict[str, str], out: Output, platform: Platform | None = None) -> int:
+    """Decide what the push does and do it; `env` is the hook's environment. `platform` is the
+    appliance's (hooks.service); without it one is made here."""
     app, user = env["DEIS_APP"], env["DEIS_USER"]
     updates = parse_updates(stdin_text)
     target = deploy_target(updates)
@@ -64,13 +68,16 @@ def run(stdin_text: str, env: dict[str, str], out: Output) -> int:
         out.error(f"deleting {ref.removeprefix('refs/heads/')} is not allowed: it is what {app} runs")
         return 1
     from appliance import pipeline
-    from appliance.errors import DeisError
-    from appliance.settings import Settings
+    from appliance.platform import Platform
+    from core.errors import DeisError
+    from core.records import Push
+    from core.settings import Settings
 
-    settings = Settings.load(env.get("DEIS_STATE_DIR"))
-    repo = Path(env.get("GIT_DIR", ".")).resolve()
+    push = Push(app=app, repo=Path(env.get("GIT_DIR", ".")).resolve(), sha=new, user=user, git_env=env)
     try:
-        pipeline.deploy(pipeline.Platform.from_settings(settings), app, repo, new, user, out)
+        if platform is None:
+            platform = Platform.from_settings(Settings.load(env.get("DEIS_STATE_DIR")))
+        pipeline.deploy(platform, push, out)
     except DeisError as exc:
         out.error(exc.message)
         out.error("push rejected: nothing changed, the previous release keeps serving")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -21,8 +22,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from appliance.output import Output
-from builders.source import GIT_ENV
+from appliance.platform import Platform
+from core.output import Output
 from hooks.pre_receive import run
 
 log = logging.getLogger("deis.hooks")
@@ -51,10 +52,9 @@ class _Relay:
         pass
 
 
-def _run_in_thread(request: dict[str, Any], relay: _Relay) -> int:
-    GIT_ENV.set(dict(request["env"]))
+def _run_in_thread(request: dict[str, Any], relay: _Relay, platform: Platform) -> int:
     try:
-        return run(str(request["stdin"]), dict(request["env"]), Output(relay))  # type: ignore[arg-type]
+        return run(str(request["stdin"]), dict(request["env"]), Output(relay), platform)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         return 1  # the hook went away mid-deploy; what the deploy started is already cleaned up
 
@@ -80,14 +80,14 @@ async def finished(app: str) -> None:
         await asyncio.gather(deploy, return_exceptions=True)
 
 
-async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _handle(platform: Platform, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         if _peer_uid(writer) != os.getuid():
             return
         request = json.loads(await reader.readline())
         loop = asyncio.get_running_loop()
         gone = threading.Event()
-        deploy = asyncio.ensure_future(asyncio.to_thread(_run_in_thread, request, _Relay(loop, writer, gone)))
+        deploy = asyncio.ensure_future(asyncio.to_thread(_run_in_thread, request, _Relay(loop, writer, gone), platform))
         app = str(request["env"].get("DEIS_APP", ""))
         _running[app] = deploy
         deploy.add_done_callback(lambda f: _running.pop(app, None) if _running.get(app) is f else None)
@@ -108,12 +108,13 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         writer.close()
 
 
-async def serve(path: Path) -> asyncio.AbstractServer:
+async def serve(path: Path, platform: Platform) -> asyncio.AbstractServer:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
     try:
         # A push's ref lines and environment can exceed asyncio's 64 KiB line limit (many tags).
-        return await asyncio.start_unix_server(_handle, path=str(path), limit=16 << 20)
+        handle = functools.partial(_handle, platform)
+        return await asyncio.start_unix_server(handle, path=str(path), limit=16 << 20)
     finally:
         os.umask(old)

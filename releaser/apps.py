@@ -16,8 +16,8 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from appliance.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from appliance.names import check_app, check_user
+from core.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from core.names import check_app, check_user
 from releaser.store import Store
 
 

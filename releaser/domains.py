@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound
 from releaser.store import Store
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from appliance.errors import Conflict
+from core.errors import Conflict
 from releaser.store import Store
 
 # The locks this process holds, by app: the pipeline asks `ensure_held` before it switches traffic,

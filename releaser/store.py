@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import etcd
 
-from appliance.errors import ServiceError
+from core.errors import ServiceError
 
 ROOT = "/deis"
 

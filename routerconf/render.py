@@ -18,9 +18,9 @@ from typing import Final
 
 import jinja2
 
-from appliance.errors import DeisError, RouterError
-from appliance.names import check_app
-from appliance.settings import Settings
+from core.errors import DeisError, RouterError
+from core.names import check_app
+from core.settings import Settings
 from routerconf import tls
 from routerconf.site import Cert, Site, check_options
 from routerconf.site import check_domain as check_domain_custom

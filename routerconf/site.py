@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from appliance.errors import ValidationError
+from core.errors import ValidationError
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 HOSTNAME_RE: Final = re.compile(rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})+")

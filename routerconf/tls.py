@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from appliance.errors import ValidationError
+from core.errors import ValidationError
 from routerconf.site import Cert
 
 MAX_PEM = 256 * 1024

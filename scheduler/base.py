@@ -1,40 +1,54 @@
 """The small interface every scheduler backend implements (like httpx's transports).
 
-A backend starts, lists, stops containers and reads their logs; it knows nothing about releases,
-routing or health policy. `scheduler.rollout` drives any backend through a deploy.
+A backend runs process instances of apps somewhere (a local engine, a swarm, a fleet cluster) and
+reports on them; it knows nothing about releases, routing or health policy. `scheduler.rollout`
+drives any backend through a deploy, `scheduler.health` decides what healthy means.
+
+    start(spec)                 run one instance of a process
+    stop(ref, grace)            stop it (TERM, KILL after `grace`) and remove it
+    instances(app)              what runs (or ran), with state and the endpoint the router reaches
+    probe(instance)             whether it accepts TCP connections on its $PORT
+    logs(ref, tail, follow)     its output, with times
+    run_attached(spec, stdio)   run a one-off instance with its stdin/stdout on file descriptors
+
+Two instances may share a name for a moment: `start` of a name that runs already starts the new
+instance beside the old one (a zero-downtime restart), and `instances` lists both until one is
+stopped by its id. Times are UNIX seconds (floats), memory in bytes, CPU in relative shares.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
-from appliance.names import ContainerName
+from core.names import ContainerName
 
 
 @dataclass(frozen=True)
-class ContainerSpec:
+class ProcessSpec:
+    """One instance of a process type of one release, as the scheduler runs it."""
+
     name: ContainerName
     image: str
-    command: list[str] | None  # None: the image's own CMD
+    command: list[str] | None  # None: the image's own command
     env: dict[str, str]
-    port: int | None = None  # the app's $PORT, published on 127.0.0.1 when routed
-    labels: dict[str, str] = field(default_factory=dict)
-    memory: str | None = None  # docker's syntax: 512m, 1g
-    cpu_shares: int | None = None
+    port: int | None = None  # the app's $PORT; an instance with one gets an endpoint for the router
+    memory: int | None = None  # bytes
+    cpu_shares: int | None = None  # relative weight (1024 is an unlimited default share)
 
 
 @dataclass(frozen=True)
 class Instance:
     name: ContainerName
-    id: str
-    state: str  # running, exited, created, restarting, dead
-    endpoint: str | None  # "127.0.0.1:PORT" where the router reaches it
-    port: int | None  # the app's $PORT inside the container
-    started: str = ""  # ISO time the container last started
-    restarts: int = 0  # how often the engine restarted it after it exited
+    id: str  # the backend's own id: unique even while two instances share a name
+    state: str  # running, restarting, created, exited, dead
+    endpoint: str | None  # "HOST:PORT" where the router reaches it
+    port: int | None  # the app's $PORT inside
+    started: float = 0.0  # UNIX time it last started; 0: never
+    restarts: int = 0  # how often the backend restarted it after it exited
+    node: str = ""  # where it runs, on backends with several
 
     @property
     def running(self) -> bool:
@@ -43,69 +57,76 @@ class Instance:
 
 @dataclass(frozen=True)
 class LogLine:
-    time: float  # UNIX time the engine received the line
+    time: float  # UNIX time the backend received the line
     text: str  # without its newline
 
 
 class LogStream(Protocol):
-    """Lines of one container's output, oldest first; `close()` (from any thread) ends the iteration."""
+    """Lines of one instance's output, oldest first; `close()` (from any thread) ends the iteration."""
 
     def __iter__(self) -> Iterator[LogLine]: ...
 
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Stdio:
+    """Where a one-off instance's standard streams go: open file descriptors the caller owns."""
+
+    stdin: int | None  # None: no input (end of file at once)
+    stdout: int
+    stderr: int
+    tty: bool = False  # stdin/stdout are a terminal: the instance gets one of the same size
+
+
 class Backend(ABC):
-    """Where containers run. Every method is blocking and safe to call from several threads."""
+    """Where instances run. Every method blocks and is safe to call from several threads."""
+
+    name: ClassVar[str]
 
     @abstractmethod
-    def start(self, spec: ContainerSpec) -> Instance:
-        """Create and start a container; returns once the engine reports it started."""
+    def start(self, spec: ProcessSpec) -> Instance:
+        """Run one instance of `spec` and return once the backend reports it started. If an
+        instance of that name runs already, the new one starts beside it."""
 
     @abstractmethod
-    def stop(self, name: str, grace: float) -> None:
-        """SIGTERM, SIGKILL after `grace` seconds, then remove. A missing container is not an error."""
+    def stop(self, ref: str, grace: float) -> None:
+        """Stop an instance (SIGTERM, SIGKILL after `grace` seconds) and remove it. `ref` is an
+        Instance.id, or a name: then every instance of that name. A missing one is not an error."""
 
     @abstractmethod
     def instances(self, app: str | None = None) -> list[Instance]:
-        """This platform's containers (of one app), sorted by name."""
+        """This platform's instances (of one app), sorted by name, then by start time."""
 
     @abstractmethod
-    def strays(self, app: str | None = None) -> list[tuple[str, str]]:
-        """(app, name) of this platform's containers whose names are not `APP_vN.TYPE.NUM`: a
-        restart's `NAME.retiring` container, left behind when the appliance died mid-restart."""
+    def probe(self, instance: Instance) -> bool:
+        """Whether something in the instance accepts TCP connections on its $PORT."""
 
     @abstractmethod
-    def inspect(self, name: str) -> Instance | None:
-        """One container's current state, or None if it does not exist."""
-
-    @abstractmethod
-    def listening(self, instance: Instance) -> bool:
-        """Whether something in the container accepts TCP connections on its $PORT."""
-
-    @abstractmethod
-    def logs(self, name: str, tail: int = 20) -> str:
-        """The last lines the container wrote (stdout and stderr)."""
-
-    @abstractmethod
-    def run_argv(self, spec: ContainerSpec, *, interactive: bool = False, tty: bool = False) -> list[str]:
-        """The command line that runs `spec` once, attached, removed when it exits.
-
-        Its exit status is the container command's: `run` and a release phase execute it.
-        """
-
-    @abstractmethod
-    def log_stream(
-        self, name: str, *, tail: int | None = None, follow: bool = False, since: float | None = None
+    def logs(
+        self, ref: str, *, tail: int | None = None, follow: bool = False, since: float | None = None
     ) -> LogStream:
-        """The container's output with times: the last `tail` lines (None: all) of those written at
-        or after `since` (UNIX time), then, with `follow`, new lines as they come until the container
-        stops or the stream is closed. A missing container gives an empty stream."""
+        """An instance's output with times: the last `tail` lines (None: all) of those written at or
+        after `since`, then, with `follow`, new lines as they come until the instance stops or the
+        stream is closed. A missing instance gives an empty stream."""
 
     @abstractmethod
-    def rename(self, name: str, new_name: str) -> None:
-        """Give a container another name; it keeps running and keeps its host port.
+    def run_attached(self, spec: ProcessSpec, stdio: Stdio) -> int:
+        """Run `spec` once with its standard streams on `stdio`; block until it exits, then remove it.
+        Returns its exit status (128+N if a signal N ended it). Stopping it by name from another
+        thread (a hang-up) makes this return."""
 
-        `ps:restart` moves a routed container aside this way, so its replacement can take the fixed
-        name while the router still reaches the old one. Names that are not `APP_vN.TYPE.NUM` are not
-        listed by `instances`."""
+    # -- conveniences, in terms of the above; backends may answer them faster --------------------
+    def inspect(self, ref: str) -> Instance | None:
+        """One instance by id, or the newest of a name; None if there is none."""
+        app = ContainerName.parse(ref)
+        found = [i for i in self.instances(app.app if app else None) if ref in (i.id, str(i.name))]
+        return found[-1] if found else None
+
+    def log_tail(self, ref: str, lines: int = 20) -> str:
+        """The last lines an instance wrote, as one text (for error messages)."""
+        stream = self.logs(ref, tail=lines)
+        try:
+            return "".join(f"{line.text}\n" for line in stream)
+        finally:
+            stream.close()

@@ -1,43 +1,61 @@
-"""The single-host backend: containers on the local dockerd, ports published on 127.0.0.1 only."""
+"""The single-host backend: containers on the local dockerd, ports published on 127.0.0.1 only.
+
+Docker's own ways live here and nowhere else:
+- a restart starts the new container beside the old one: the old is renamed `NAME.ID` (docker
+  names are unique), keeps its host port and is still listed under its process name;
+- a container's TCP "probe" looks inside its network namespace (/proc/PID/net/tcp): through
+  docker-proxy a connect to the published port always succeeds, listening or not;
+- one-off instances are `docker run -i [-t]` processes attached to the caller's descriptors.
+"""
 
 from __future__ import annotations
 
 import calendar
+import os
+import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
-from appliance.errors import DeployError, ServiceError
-from appliance.names import ContainerName
-from scheduler.base import Backend, ContainerSpec, Instance, LogLine
+from core import dockercli
+from core.errors import DeployError, ServiceError
+from core.names import ContainerName
+from scheduler.base import Backend, Instance, LogLine, ProcessSpec, Stdio
 
 LABEL_PLATFORM = "io.deis.platform"
 LABEL_APP = "io.deis.app"
+# A container moved aside by a restart is called NAME.SUFFIX (older platforms used `.retiring`).
+_ASIDE = re.compile(r"(?P<base>.+?)\.(?:retiring|[0-9a-f]{12})")
+# What the docker CLI of a one-off needs from our environment.
+_CHILD_ENV = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "TMPDIR")
 
 
-def run_kwargs(spec: ContainerSpec, platform: str, host_port: int | None) -> dict[str, Any]:
-    """What `containers.run` gets for `spec`: pure, so tests compare it exactly."""
+def labels(spec: ProcessSpec, platform: str) -> dict[str, str]:
     n = spec.name
-    labels = {
+    return {
         LABEL_PLATFORM: platform,
         LABEL_APP: n.app,
         "io.deis.version": str(n.version),
         "io.deis.type": n.type,
         "io.deis.num": str(n.num),
-        **spec.labels,
     }
+
+
+def run_kwargs(spec: ProcessSpec, platform: str, host_port: int | None) -> dict[str, Any]:
+    """What `containers.run` gets for `spec`: pure, so tests compare it exactly."""
     kw: dict[str, Any] = {
         "image": spec.image,
         "command": spec.command,
-        "name": str(n),
+        "name": str(spec.name),
         "environment": dict(spec.env),
-        "labels": labels,
+        "labels": labels(spec, platform),
         "detach": True,
         # Restart crashed processes in place; `docker stop` (retire) is final.
         "restart_policy": {"Name": "unless-stopped"},
@@ -53,28 +71,25 @@ def run_kwargs(spec: ContainerSpec, platform: str, host_port: int | None) -> dic
     return kw
 
 
-def run_argv(
-    spec: ContainerSpec, platform: str, *, interactive: bool = False, tty: bool = False
-) -> list[str]:
-    """`docker run --rm` for a one-off container (pure; the caller executes it, attached)."""
-    n = spec.name
-    argv = ["docker", "run", "--rm", "--init", "--name", str(n)]
-    argv += ["--label", f"{LABEL_PLATFORM}={platform}", "--label", f"{LABEL_APP}={n.app}"]
-    argv += ["--label", f"io.deis.version={n.version}", "--label", f"io.deis.type={n.type}"]
-    if interactive:
-        argv.append("-i")
-    if tty:
-        argv.append("-t")
-    if spec.memory:
-        argv += ["--memory", spec.memory]
-    if spec.cpu_shares:
-        argv += ["--cpu-shares", str(spec.cpu_shares)]
-    for key, value in spec.env.items():
-        argv += ["-e", f"{key}={value}"]
-    argv.append(spec.image)
-    if spec.command:
-        argv += spec.command
-    return argv
+def one_off_argv(spec: ProcessSpec, platform: str, *, interactive: bool, tty: bool) -> list[str]:
+    """`docker run --rm` of a one-off instance, attached (pure; run_attached executes it)."""
+    argv = dockercli.run(
+        dockercli.Run(
+            image=spec.image,
+            command=spec.command or [],
+            name=str(spec.name),
+            labels={k: v for k, v in labels(spec, platform).items() if k != "io.deis.num"},
+            env=spec.env,
+            init=True,
+            interactive=interactive,
+            tty=tty,
+            memory=spec.memory,
+            cpu_shares=spec.cpu_shares,
+        )
+    )
+    # On a terminal the CLI must own it (its controlling terminal): the kernel then tells it of
+    # each resize (SIGWINCH), which it passes on to the container.
+    return ["setsid", "--ctty", *argv] if tty else argv
 
 
 def parse_time(stamp: str) -> float:
@@ -89,6 +104,15 @@ def parse_time(stamp: str) -> float:
     return whole + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
 
+def process_name(container_name: str) -> ContainerName | None:
+    """The process a container runs, from its name: `APP_vN.TYPE.NUM`, or that moved aside."""
+    name = container_name.lstrip("/")
+    parsed = ContainerName.parse(name)
+    if parsed is None and (m := _ASIDE.fullmatch(name)):
+        parsed = ContainerName.parse(m["base"])
+    return parsed
+
+
 def parse_log_line(raw: bytes) -> LogLine:
     """One line of `docker logs --timestamps`: `TIME text`."""
     stamp, _, text = raw.partition(b" ")
@@ -100,7 +124,6 @@ class DockerLogStream:
 
     def __init__(self, chunks: Iterable[bytes] | None = None) -> None:
         self._chunks = chunks
-        self._closed = False
 
     def __iter__(self) -> Iterator[LogLine]:
         if self._chunks is None:
@@ -112,18 +135,17 @@ class DockerLogStream:
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
                     yield parse_log_line(line)
-        except Exception:  # noqa: BLE001 - a closed or vanished stream ends the lines, whatever the cause
+        except Exception:  # a closed or vanished stream ends the lines, whatever the cause
             return
         if buf:
             yield parse_log_line(buf)
 
     def close(self) -> None:
-        self._closed = True
         closer = getattr(self._chunks, "close", None)
         if closer is not None:
             try:
                 closer()
-            except Exception:  # noqa: BLE001 - closing an already broken socket
+            except Exception:  # closing an already broken socket
                 pass
 
 
@@ -132,146 +154,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class DockerBackend(Backend):
-    def __init__(self, platform: str, client: docker.DockerClient | None = None) -> None:
-        self.platform = platform
-        self._client = client
-        self._lock = threading.Lock()
-
-    @property
-    def client(self) -> docker.DockerClient:
-        with self._lock:
-            if self._client is None:
-                try:
-                    self._client = docker.from_env(timeout=120)
-                except docker.errors.DockerException as exc:
-                    raise ServiceError(f"docker is unreachable: {exc}") from exc
-            return self._client
-
-    def _instance(self, c: Container) -> Instance | None:
-        name = ContainerName.parse(c.name or "")
-        if name is None:
-            return None
-        attrs = c.attrs
-        env = dict(e.split("=", 1) for e in attrs["Config"].get("Env") or [] if "=" in e)
-        port = int(env["PORT"]) if env.get("PORT", "").isdigit() else None
-        endpoint = None
-        bindings = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
-        for binding in bindings.get(f"{port}/tcp") or []:
-            endpoint = f"{binding.get('HostIp') or '127.0.0.1'}:{binding['HostPort']}"
-        state = attrs["State"]
-        status = "restarting" if state.get("Restarting") else state.get("Status", "unknown")
-        return Instance(
-            name,
-            c.id or "",
-            status,
-            endpoint,
-            port,
-            state.get("StartedAt", ""),
-            int(attrs.get("RestartCount") or 0),
-        )
-
-    def start(self, spec: ContainerSpec) -> Instance:
-        kw = run_kwargs(spec, self.platform, free_port() if spec.port is not None else None)
-        try:
-            self._ensure_image(spec.image)
-            c = self.client.containers.run(**kw)
-            c.reload()
-        except docker.errors.APIError as exc:
-            raise DeployError(f"could not start {spec.name}: {exc.explanation or exc}") from exc
-        inst = self._instance(c)
-        assert inst is not None
-        return inst
-
-    def _ensure_image(self, image: str) -> None:
-        try:
-            self.client.images.get(image)
-        except docker.errors.ImageNotFound:
-            self.client.images.pull(image)  # splits repo:tag and repo@digest alike
-
-    def stop(self, name: str, grace: float) -> None:
-        try:
-            c = self.client.containers.get(name)
-            c.stop(timeout=int(grace + 0.999))
-            c.remove(force=True)
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:  # removal already in progress
-                return
-            raise ServiceError(f"could not stop {name}: {exc.explanation or exc}") from exc
-
-    def _ours(self, app: str | None) -> list[Container]:
-        filters = {"label": [f"{LABEL_PLATFORM}={self.platform}"]}
-        if app is not None:
-            filters["label"].append(f"{LABEL_APP}={app}")
-        try:
-            return list(self.client.containers.list(all=True, filters=filters, ignore_removed=True))
-        except docker.errors.APIError as exc:
-            raise ServiceError(f"docker failed to list containers: {exc.explanation or exc}") from exc
-
-    def instances(self, app: str | None = None) -> list[Instance]:
-        out = [i for i in (self._instance(c) for c in self._ours(app)) if i is not None]
-        return sorted(out, key=lambda i: (i.name.app, i.name.version, i.name.type, i.name.num))
-
-    def strays(self, app: str | None = None) -> list[tuple[str, str]]:
-        return sorted(
-            (str(c.labels.get(LABEL_APP, "")), str(c.name))
-            for c in self._ours(app)
-            if ContainerName.parse(c.name or "") is None
-        )
-
-    def inspect(self, name: str) -> Instance | None:
-        try:
-            return self._instance(self.client.containers.get(name))
-        except docker.errors.NotFound:
-            return None
-
-    def listening(self, instance: Instance) -> bool:
-        # Checked inside the container's network namespace: through docker-proxy a TCP connect
-        # always succeeds, listening or not.
-        if instance.port is None:
-            return False
-        try:
-            pid = self.client.api.inspect_container(instance.id)["State"]["Pid"]
-        except docker.errors.NotFound:
-            return False
-        return bool(pid) and port_listening(pid, instance.port)
-
-    def run_argv(self, spec: ContainerSpec, *, interactive: bool = False, tty: bool = False) -> list[str]:
-        return run_argv(spec, self.platform, interactive=interactive, tty=tty)
-
-    def log_stream(
-        self, name: str, *, tail: int | None = None, follow: bool = False, since: float | None = None
-    ) -> DockerLogStream:
-        try:
-            chunks = self.client.containers.get(name).logs(
-                stream=True,
-                follow=follow,
-                timestamps=True,
-                tail="all" if tail is None else tail,
-                since=since if since and since > 0 else None,
-            )
-        except docker.errors.NotFound:
-            return DockerLogStream(None)
-        except docker.errors.APIError as exc:
-            raise ServiceError(f"could not read the output of {name}: {exc.explanation or exc}") from exc
-        return DockerLogStream(chunks)
-
-    def rename(self, name: str, new_name: str) -> None:
-        try:
-            self.client.containers.get(name).rename(new_name)
-        except docker.errors.APIError as exc:
-            raise ServiceError(f"could not rename {name}: {exc.explanation or exc}") from exc
-
-    def logs(self, name: str, tail: int = 20) -> str:
-        try:
-            data = self.client.containers.get(name).logs(tail=tail)
-        except docker.errors.NotFound:
-            return ""
-        return bytes(data).decode("utf-8", "replace")
 
 
 def port_listening(pid: int, port: int) -> bool:
@@ -288,3 +170,172 @@ def port_listening(pid: int, port: int) -> bool:
         except FileNotFoundError:
             continue
     return False
+
+
+class DockerBackend(Backend):
+    name: ClassVar[str] = "docker"
+
+    def __init__(self, platform: str, client: docker.DockerClient | None = None, home: str = "") -> None:
+        self.platform = platform
+        self.home = home or platform  # HOME of one-offs' docker CLI (its config lives there)
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = docker.from_env(timeout=120)
+                except docker.errors.DockerException as exc:
+                    raise ServiceError(f"docker is unreachable: {exc}") from exc
+            return self._client
+
+    # -- the interface -----------------------------------------------------------------------
+    def start(self, spec: ProcessSpec) -> Instance:
+        kw = run_kwargs(spec, self.platform, free_port() if spec.port is not None else None)
+        try:
+            self._make_room(str(spec.name))
+            self._ensure_image(spec.image)
+            c = self.client.containers.run(**kw)
+            c.reload()
+        except docker.errors.APIError as exc:
+            raise DeployError(f"could not start {spec.name}: {exc.explanation or exc}") from exc
+        inst = self._instance(c)
+        assert inst is not None
+        return inst
+
+    def stop(self, ref: str, grace: float) -> None:
+        for c in self._containers(ref):
+            try:
+                c.stop(timeout=int(grace + 0.999))
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # removal already in progress
+                    continue
+                raise ServiceError(f"could not stop {c.name}: {exc.explanation or exc}") from exc
+
+    def instances(self, app: str | None = None) -> list[Instance]:
+        out = [i for i in (self._instance(c) for c in self._ours(app)) if i is not None]
+        return sorted(out, key=lambda i: (i.name.app, i.name.version, i.name.type, i.name.num, i.started))
+
+    def probe(self, instance: Instance) -> bool:
+        if instance.port is None:
+            return False
+        try:
+            pid = self.client.api.inspect_container(instance.id)["State"]["Pid"]
+        except docker.errors.NotFound:
+            return False
+        return bool(pid) and port_listening(pid, instance.port)
+
+    def logs(
+        self, ref: str, *, tail: int | None = None, follow: bool = False, since: float | None = None
+    ) -> DockerLogStream:
+        try:
+            chunks = self.client.containers.get(ref).logs(
+                stream=True,
+                follow=follow,
+                timestamps=True,
+                tail="all" if tail is None else tail,
+                since=since if since and since > 0 else None,
+            )
+        except docker.errors.NotFound:
+            return DockerLogStream(None)
+        except docker.errors.APIError as exc:
+            raise ServiceError(f"could not read the output of {ref}: {exc.explanation or exc}") from exc
+        return DockerLogStream(chunks)
+
+    def run_attached(self, spec: ProcessSpec, stdio: Stdio) -> int:
+        argv = one_off_argv(spec, self.platform, interactive=stdio.stdin is not None, tty=stdio.tty)
+        env = {k: os.environ[k] for k in _CHILD_ENV if k in os.environ} | {"HOME": self.home}
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL if stdio.stdin is None else stdio.stdin,
+                stdout=stdio.stdout,
+                stderr=stdio.stderr,
+                env=env,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise ServiceError(f"cannot run docker: {exc}") from exc
+        try:
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            self.stop(str(spec.name), 0)
+            raise
+        return rc if rc >= 0 else 128 - rc
+
+    # -- faster answers ----------------------------------------------------------------------
+    def inspect(self, ref: str) -> Instance | None:
+        try:
+            return self._instance(self.client.containers.get(ref))
+        except docker.errors.NotFound:
+            return None
+
+    # -- docker's own ways -------------------------------------------------------------------
+    def _instance(self, c: Container) -> Instance | None:
+        name = process_name(c.name or "")
+        if name is None:
+            return None
+        attrs = c.attrs
+        env = dict(e.split("=", 1) for e in attrs["Config"].get("Env") or [] if "=" in e)
+        port = int(env["PORT"]) if env.get("PORT", "").isdigit() else None
+        endpoint = None
+        bindings = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+        for binding in bindings.get(f"{port}/tcp") or []:
+            endpoint = f"{binding.get('HostIp') or '127.0.0.1'}:{binding['HostPort']}"
+        state = attrs["State"]
+        status = "restarting" if state.get("Restarting") else state.get("Status", "unknown")
+        return Instance(
+            name=name,
+            id=c.id or "",
+            state=status,
+            endpoint=endpoint,
+            port=port,
+            started=parse_time(state.get("StartedAt", "")),
+            restarts=int(attrs.get("RestartCount") or 0),
+        )
+
+    def _make_room(self, name: str) -> None:
+        """Free the name for a new container: one that runs moves aside (it keeps serving until it
+        is stopped by id), one that is down is removed."""
+        try:
+            holder = self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return
+        if holder.status in ("running", "restarting"):
+            holder.rename(f"{name}.{(holder.id or '')[:12]}")
+        else:
+            holder.remove(force=True)
+
+    def _ensure_image(self, image: str) -> None:
+        try:
+            self.client.images.get(image)
+        except docker.errors.ImageNotFound:
+            self.client.images.pull(image)  # splits repo:tag and repo@digest alike
+
+    def _ours(self, app: str | None, name: str | None = None) -> list[Container]:
+        filters: dict[str, Any] = {"label": [f"{LABEL_PLATFORM}={self.platform}"]}
+        if app is not None:
+            filters["label"].append(f"{LABEL_APP}={app}")
+        if name is not None:  # docker matches names as regular expressions, with a leading /
+            filters["name"] = f"^/{re.escape(name)}($|\\.)"
+        try:
+            return list(self.client.containers.list(all=True, filters=filters, ignore_removed=True))
+        except docker.errors.APIError as exc:
+            raise ServiceError(f"docker failed to list containers: {exc.explanation or exc}") from exc
+
+    def _containers(self, ref: str) -> list[Container]:
+        """The containers `ref` means: every one of a process name (moved aside too), or one id."""
+        parsed = ContainerName.parse(ref)
+        if parsed is not None:
+            return [c for c in self._ours(parsed.app, ref) if process_name(c.name or "") == parsed]
+        try:
+            return [self.client.containers.get(ref)]
+        except docker.errors.NotFound:
+            return []

@@ -6,8 +6,8 @@ app's config vars (Deis v1): HEALTHCHECK_URL, HEALTHCHECK_TIMEOUT (seconds to be
 HEALTHCHECK_INITIAL_DELAY, plus HEALTHCHECK_INTERVAL (seconds between probes) and HEALTHCHECK_ATTEMPTS
 (probes before giving up). A container that exits fails at once.
 
-TCP checks look inside the container's network namespace (Backend.listening): through docker-proxy a
-connect always succeeds, listening or not.
+TCP checks are the backend's own `probe` (the docker backend looks inside the container: through
+docker-proxy a connect always succeeds, listening or not); HTTP checks GET the endpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from appliance.errors import HealthCheckFailed, ValidationError
+from core.errors import HealthCheckFailed, ValidationError
 from scheduler.base import Backend, Instance
 
 
@@ -114,7 +114,7 @@ def probe(backend: Backend, instance: Instance, check: HealthCheck) -> tuple[boo
     if not instance.running or not instance.endpoint:
         return False, f"container {instance.state}"
     if check.url is None:
-        if backend.listening(instance):
+        if backend.probe(instance):
             return True, "listening"
         return False, "nothing listening on $PORT"
     status, body = _http(instance.endpoint, check.url, check.probe_timeout)
@@ -132,7 +132,7 @@ def wait_healthy(backend: Backend, instance: Instance, check: HealthCheck) -> No
     deadline = time.monotonic() + check.timeout
     last, tries = "no answer yet", 0
     while True:
-        current = backend.inspect(str(instance.name))
+        current = backend.inspect(instance.id)
         if current is None or current.state in ("exited", "dead") or current.restarts:
             # The restart policy would hide a crash loop behind "restarting": the first exit counts.
             state = "was removed" if current is None else "exited"
@@ -153,7 +153,7 @@ def wait_healthy(backend: Backend, instance: Instance, check: HealthCheck) -> No
 
 
 def _failure(backend: Backend, instance: Instance, why: str) -> str:
-    tail = backend.logs(str(instance.name), tail=15).rstrip()
+    tail = backend.log_tail(instance.id, lines=15).rstrip()
     text = f"{instance.name} failed its health check: {why}"
     if tail:
         text += "\nlast lines of its log:\n" + tail

@@ -1,4 +1,4 @@
-"""The Procfile's `release:` phase: one attached container per new release, before the rollout.
+"""The Procfile's `release:` phase: one attached one-off per new release, before the rollout.
 
 It runs with the release's image and config (a migration, a cache warm-up); its output streams to
 the deployer; a non-zero exit aborts the deploy, so the running release keeps serving.
@@ -6,16 +6,17 @@ the deployer; a non-zero exit aborts the deploy, so the running release keeps se
 
 from __future__ import annotations
 
-import subprocess
+import os
+import threading
 from collections.abc import Callable
 
-from appliance.errors import DeployError, ServiceError
-from scheduler.base import Backend, ContainerSpec
+from core.errors import DeployError
+from scheduler.base import Backend, ProcessSpec, Stdio
 from scheduler.rollout import Deployment, spec
 
 
-def release_spec(d: Deployment) -> ContainerSpec | None:
-    """The release phase's container (pure), or None when the build declares no `release:`."""
+def release_spec(d: Deployment) -> ProcessSpec | None:
+    """The release phase's instance (pure), or None when the build declares no `release:`."""
     if not d.release_command:
         return None
     return spec(d, "release", 1)
@@ -23,27 +24,42 @@ def release_spec(d: Deployment) -> ContainerSpec | None:
 
 def run(backend: Backend, d: Deployment, emit: Callable[[str], None]) -> None:
     """Run the release command attached; DeployError if it exits non-zero."""
-    spec = release_spec(d)
-    if spec is None:
+    one = release_spec(d)
+    if one is None:
         return
-    name = str(spec.name)
+    name = str(one.name)
     backend.stop(name, 0)  # one left by an interrupted attempt would hold the name
-    argv = backend.run_argv(spec)
-    try:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-    except OSError as exc:
-        raise ServiceError(f"cannot run the release command: {exc}") from exc
-    assert proc.stdout is not None
-    try:
-        for raw in proc.stdout:
-            emit(raw.decode("utf-8", "replace").rstrip("\n"))
-        code = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        backend.stop(name, 0)
-        raise
+    code = run_streamed(backend, one, emit)
     if code != 0:
         raise DeployError(f"the release command failed (exit status {code}): deploy of v{d.version} aborted")
+
+
+def run_streamed(backend: Backend, one: ProcessSpec, emit: Callable[[str], None]) -> int:
+    """Run a one-off with its output relayed line by line (read here, so a hang-up raised by `emit`
+    stops the instance at once); its exit status."""
+    r, w = os.pipe()
+    result: list[int] = []
+    failure: list[BaseException] = []
+
+    def attached() -> None:
+        try:
+            result.append(backend.run_attached(one, Stdio(stdin=None, stdout=w, stderr=w)))
+        except BaseException as exc:  # handed to the caller's thread below
+            failure.append(exc)
+        finally:
+            os.close(w)  # the reader sees the end once the instance's own copies are gone too
+
+    worker = threading.Thread(target=attached, name=f"one-off-{one.name}", daemon=True)
+    worker.start()
+    try:
+        with os.fdopen(r, "rb") as lines:
+            for raw in lines:
+                emit(raw.decode("utf-8", "replace").rstrip("\n"))
+    except BaseException:
+        backend.stop(str(one.name), 0)
+        worker.join()
+        raise
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]

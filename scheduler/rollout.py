@@ -5,13 +5,14 @@ Pure planning (`plan`) is separate from the calls that execute it, so tests comp
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from appliance.errors import DeisError, DeployError
-from appliance.names import ONE_OFF_TYPES, ROUTED_TYPES, ContainerName
-from scheduler.base import Backend, ContainerSpec, Instance
+from core.errors import DeisError, DeployError
+from core.names import ONE_OFF_TYPES, ROUTED_TYPES, ContainerName
+from scheduler.base import Backend, ProcessSpec, Instance
 from scheduler.health import HealthCheck, wait_healthy
 
 
@@ -27,8 +28,8 @@ class Deployment:
     config: dict[str, str]
     formation: dict[str, int]
     health: HealthCheck = field(default_factory=HealthCheck)
-    memory: dict[str, str] = field(default_factory=dict)  # type -> docker memory limit
-    cpu: dict[str, int] = field(default_factory=dict)  # type -> docker cpu shares
+    memory: dict[str, int] = field(default_factory=dict)  # type -> memory limit in bytes
+    cpu: dict[str, int] = field(default_factory=dict)  # type -> cpu shares
     runner: bool = False  # the image's entry point is the slug runner: a type starts as `start TYPE`
     release_command: str = ""  # the Procfile's `release:`, run once before the rollout (release_phase)
 
@@ -52,7 +53,7 @@ def environment(d: Deployment, ptype: str, num: int) -> dict[str, str]:
     }
 
 
-def plan(d: Deployment) -> list[ContainerSpec]:
+def plan(d: Deployment) -> list[ProcessSpec]:
     specs = []
     for ptype, count in sorted(d.formation.items()):
         if (ptype == "cmd" and d.procfile) or ptype == "release":
@@ -63,9 +64,9 @@ def plan(d: Deployment) -> list[ContainerSpec]:
     return specs
 
 
-def spec(d: Deployment, ptype: str, num: int, argv: list[str] | None = None) -> ContainerSpec:
+def spec(d: Deployment, ptype: str, num: int, argv: list[str] | None = None) -> ProcessSpec:
     """One container of `d`: process type `ptype` (started as `command(d, ptype)` unless `argv` is given)."""
-    return ContainerSpec(
+    return ProcessSpec(
         name=ContainerName(d.app, d.version, ptype, num),
         image=d.image,
         command=argv if argv is not None else command(d, ptype),
@@ -84,35 +85,41 @@ def launch(backend: Backend, d: Deployment, note: Callable[[str], None]) -> list
     """
     for leftover in backend.instances(d.app):
         if leftover.name.version == d.version:  # from an attempt at this release that died mid-way
-            backend.stop(str(leftover.name), 0)
+            backend.stop(leftover.id, 0)
     return launch_specs(backend, d, plan(d), note)
 
 
 def launch_specs(
-    backend: Backend, d: Deployment, specs: list[ContainerSpec], note: Callable[[str], None]
+    backend: Backend, d: Deployment, specs: list[ProcessSpec], note: Callable[[str], None]
 ) -> list[Instance]:
-    """`launch` for some containers of `d` only (scale up, restart)."""
+    """`launch` for some instances of `d` only (scale up, restart). On any failure (a hang-up too)
+    every instance started here is stopped again, by id: an instance of the same name that ran
+    before (a restart's old one) keeps running."""
     started: list[Instance] = []
+    guard = threading.Lock()
+
+    def start(spec: ProcessSpec) -> Instance:
+        inst = backend.start(spec)
+        with guard:
+            started.append(inst)
+        return inst
+
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(specs)))) as pool:
-            for inst in pool.map(backend.start, specs):
-                started.append(inst)
-            note(f"started {', '.join(str(i.name) for i in started) or 'nothing (scaled to zero)'}")
-            routed = [i for i in started if i.name.type in ROUTED_TYPES]
+            ordered = list(pool.map(start, specs))
+            note(f"started {', '.join(str(i.name) for i in ordered) or 'nothing (scaled to zero)'}")
+            routed = [i for i in ordered if i.name.type in ROUTED_TYPES]
             if routed:
                 list(pool.map(lambda i: wait_healthy(backend, i, d.health), routed))
                 note(f"healthy: {d.health.describe()}")
     except BaseException as exc:
-        # Also on KeyboardInterrupt/SystemExit: the pusher hung up, clean up before going.
-        names = [str(s.name) for s in specs]
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
-            list(pool.map(lambda n: backend.stop(n, 0), names))
+        stop_all(backend, [i.id for i in started], 0)
         if isinstance(exc, DeisError):
             raise
         if isinstance(exc, Exception):
             raise DeployError(f"could not start {d.app} v{d.version}: {exc}") from exc
         raise
-    return started
+    return ordered
 
 
 def endpoints(instances: list[Instance]) -> list[str]:
@@ -123,15 +130,9 @@ def retire(backend: Backend, app: str, keep_version: int, grace: float) -> list[
     """Stop and remove every container of `app` that is not of release `keep_version`.
 
     One-off containers (`run`, the release phase) are left alone: a `run` session outlives deploys."""
-    old = [
-        str(i.name)
-        for i in backend.instances(app)
-        if i.name.version != keep_version and i.name.type not in ONE_OFF_TYPES
-    ]
-    if old:
-        with ThreadPoolExecutor(max_workers=min(8, len(old))) as pool:
-            list(pool.map(lambda n: backend.stop(n, grace), old))
-    return old
+    old = [i for i in backend.instances(app) if i.name.version != keep_version and i.name.type not in ONE_OFF_TYPES]
+    stop_all(backend, [i.id for i in old], grace)
+    return [str(i.name) for i in old]
 
 
 # -- scale: the formation of the running release changes, no new release (as in Deis v1) ----------
@@ -165,7 +166,8 @@ def scale_plan(
     return ScalePlan(start, stop)
 
 
-def stop_all(backend: Backend, names: list[str], grace: float) -> None:
-    if names:
-        with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-            list(pool.map(lambda n: backend.stop(n, grace), names))
+def stop_all(backend: Backend, refs: list[str], grace: float) -> None:
+    """Stop instances (ids or names) side by side."""
+    if refs:
+        with ThreadPoolExecutor(max_workers=min(8, len(refs))) as pool:
+            list(pool.map(lambda r: backend.stop(r, grace), refs))

@@ -20,8 +20,8 @@ from pathlib import Path
 import docker
 
 from appliance import services
-from appliance.output import Output
-from appliance.settings import Settings
+from core.output import Output
+from core.settings import Settings
 from gitserver.admin import appliance_service, seed_registry
 from routerconf import Router
 from scheduler.docker import LABEL_PLATFORM

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from appliance import pipeline
-from appliance.errors import Conflict, PermissionDenied, UsageError
-from appliance.names import check_app
+from appliance import operations
+from core.errors import Conflict, PermissionDenied, UsageError
+from core.names import check_app
 from gitserver import repos
 from gitserver.commands.base import Context, command, registry, when
 from releaser import apps, releases
@@ -89,7 +89,7 @@ def apps_info(ctx: Context, args: argparse.Namespace) -> int:
     build = current.build if current else None
     collaborators = apps.collaborators(ctx.store, app.name)
     formation = apps.get_formation(ctx.store, app.name)
-    instances = ctx.platform.backend.instances(app.name)
+    instances = operations.processes(ctx.platform, app.name)
     running = sum(i.running for i in instances)
     url = ctx.settings.app_url(app.name)
     data = {
@@ -135,7 +135,7 @@ def apps_destroy(ctx: Context, args: argparse.Namespace) -> int:
             f" to go ahead: apps:destroy {app.name} --confirm {app.name}"
         )
     with ctx.lock(app.name):
-        pipeline.destroy(ctx.platform, app.name, ctx.out)
+        operations.destroy(ctx.platform, app.name, ctx.out, lambda a: repos.remove_repo(ctx.settings, a))
     return 0
 
 

@@ -22,15 +22,17 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance import pipeline
-from appliance.errors import NotFound, UsageError
-from appliance.names import check_app
-from appliance.output import Output
-from appliance.settings import Settings
+from appliance.platform import Platform
+from scheduler.base import Stdio
+from core.errors import NotFound, UsageError
+from core.names import check_app
+from core.output import Output
+from core.settings import Settings
 from gitserver.cli import Registry
 from releaser import apps, releases
 from releaser.apps import App, User
 from releaser.locks import AppLock
-from releaser.releases import Release
+from core.records import Release
 from releaser.store import Store
 
 registry = Registry()
@@ -39,8 +41,7 @@ command = registry.command
 
 @dataclass
 class Context:
-    settings: Settings
-    store: Store
+    platform: Platform
     user: User
     stdout: IO[str]
     stdin: bytes = b""
@@ -49,26 +50,22 @@ class Context:
     no_wait: bool = False  # the client asked (SetEnv DEIS_NO_WAIT=1) to fail at once if the app is busy
     # Set by the server once the client's channel closed: long-running handlers (logs -f) poll it.
     closed: threading.Event = field(default_factory=threading.Event)
-    # Runs an argv attached to the client's channel (stdin, stdout, stderr; a pty if the client
-    # asked for one) and returns its exit status; the server kills it if the client goes away.
-    # Only `run` uses it; None outside an SSH session.
-    attach: Callable[[list[str]], int] | None = None
-    _platform: pipeline.Platform | None = field(default=None, repr=False)
+    # Calls `fn` with descriptors attached to the client's channel (stdin, stdout, stderr; a pty
+    # if the client asked for one) and returns what it returns: `run` hands them to a one-off.
+    # None outside an SSH session.
+    attach: Callable[[Callable[[Stdio], int]], int] | None = None
 
     @property
     def out(self) -> Output:
         return Output(self.stdout)
 
     @property
-    def platform(self) -> pipeline.Platform:
-        if self._platform is None:
-            self._platform = pipeline.Platform(
-                self.settings,
-                self.store,
-                pipeline.DockerBackend(str(self.settings.state_dir)),
-                pipeline.Router(self.settings),
-            )
-        return self._platform
+    def settings(self) -> Settings:
+        return self.platform.settings
+
+    @property
+    def store(self) -> Store:
+        return self.platform.store
 
     def print(self, text: str = "") -> None:
         self.stdout.write(text + "\n")

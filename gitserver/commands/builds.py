@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.errors import ValidationError
+from core.errors import ValidationError
 from builders import image, source
 from gitserver.commands.base import Context, command, when
 from releaser import apps, releases

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from appliance.errors import UsageError, ValidationError
+from core.errors import UsageError, ValidationError
 from gitserver import dotenv
 from gitserver.commands.base import Context, command
 from releaser import releases

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from appliance import pipeline
-from appliance.errors import UsageError, ValidationError
+from core.errors import UsageError, ValidationError
 from gitserver.commands.base import Context, command, when
 from releaser import domains, events
 from releaser.apps import App

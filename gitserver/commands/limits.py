@@ -10,8 +10,8 @@ import argparse
 import re
 from typing import Any
 
-from appliance.errors import NotFound, UsageError, ValidationError
-from appliance.names import check_process_type
+from core.errors import NotFound, UsageError, ValidationError
+from core.names import check_process_type
 from gitserver.commands.base import Context, command
 from releaser import releases
 

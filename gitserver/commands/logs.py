@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from appliance import operations
 from gitserver.commands.base import Context, command
 from releaser import events
 from releaser.events import Event
@@ -69,13 +70,12 @@ def _args(p: argparse.ArgumentParser) -> None:
 )
 def logs(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args).name
-    backend = ctx.platform.backend
     since = time.time()
-    current = [i for i in backend.instances(app) if args.ptype in (None, i.name.type)]
+    current = [i for i in operations.processes(ctx.platform, app) if args.ptype in (None, i.name.type)]
     entries: list[Entry] = []
     read_up_to: dict[str, float] = {}  # container id -> time of the last line read
     for inst in current:
-        stream = backend.log_stream(str(inst.name), tail=args.lines)
+        stream = operations.output(ctx.platform, inst, tail=args.lines)
         got = [Entry(ln.time, source(inst), ln.text) for ln in stream]
         read_up_to[inst.id] = got[-1].time if got else since
         entries += got
@@ -96,7 +96,6 @@ def _follow(
 ) -> None:
     """Print new output and events until the client hangs up; new containers are picked up as they
     appear (a deploy, a scale, a restart), with all of their output."""
-    backend = ctx.platform.backend
     lines: queue.Queue[Entry] = queue.Queue()
     followed: dict[str, tuple[LogStream, threading.Thread]] = {}  # container id -> its stream
 
@@ -108,7 +107,7 @@ def _follow(
     def watch(inst: Instance) -> None:
         # Known at the start: from the last line read on. New: everything it wrote.
         after = read_up_to.get(inst.id)
-        stream = backend.log_stream(str(inst.name), follow=True, since=after)
+        stream = operations.output(ctx.platform, inst, follow=True, since=after)
         args = (stream, source(inst), after)
         t = threading.Thread(target=pump, args=args, name=f"logs-{inst.name}", daemon=True)
         t.start()
@@ -119,7 +118,7 @@ def _follow(
         while not ctx.closed.is_set():
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + POLL
-                listed = backend.instances(app)
+                listed = operations.processes(ctx.platform, app)
                 for inst in listed:
                     if inst.id not in followed and ptype in (None, inst.name.type):
                         watch(inst)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from appliance.errors import Conflict, NotFound, PermissionDenied
-from appliance.names import check_user
+from core.errors import Conflict, NotFound, PermissionDenied
+from core.names import check_user
 from gitserver.commands.base import Context, command
 from releaser import apps, events
 

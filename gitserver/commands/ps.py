@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from appliance import pipeline
-from appliance.errors import UsageError
-from appliance.names import check_process_type
-from gitserver.commands.base import Context, command
-from scheduler.docker import parse_time
+from appliance import operations
+from core.errors import UsageError
+from core.names import check_process_type
+from gitserver.commands.base import Context, command, when
 
 
 def parse_scale(items: list[str]) -> dict[str, int]:
@@ -33,12 +32,11 @@ def parse_target(text: str | None) -> tuple[str | None, int | None]:
     return check_process_type(ptype), int(num) if sep else None
 
 
-def uptime(started: str, now: float) -> str:
-    """How long since `started` (docker's RFC 3339 time), as 3d4h, 2h5m, 4m12s or 9s."""
-    t = parse_time(started) if started else 0.0
-    if t <= 0:
+def uptime(started: float, now: float) -> str:
+    """How long since `started` (UNIX time), as 3d4h, 2h5m, 4m12s or 9s; '' if it never started."""
+    if started <= 0:
         return ""
-    secs = max(0, int(now - t))
+    secs = max(0, int(now - started))
     days, rest = divmod(secs, 86400)
     hours, rest = divmod(rest, 3600)
     mins, secs = divmod(rest, 60)
@@ -64,12 +62,12 @@ def ps_list(ctx: Context, args: argparse.Namespace) -> int:
             "num": i.name.num,
             "state": i.state,
             "release": f"v{i.name.version}",
-            "started": i.started if i.running else "",
+            "started": when(i.started) if i.running and i.started > 0 else "",
             "uptime": uptime(i.started, now) if i.running else "",
             "container": str(i.name),
             "id": i.id,
         }
-        for i in ctx.platform.backend.instances(app.name)
+        for i in operations.processes(ctx.platform, app.name)
     ]
     data.sort(key=lambda d: (d["type"], d["num"], d["release"]))
     rows = [[str(d[k]) for k in ("process", "state", "release", "uptime", "container")] for d in data]
@@ -91,7 +89,7 @@ def ps_scale(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
     changes = parse_scale(args.assignments)
     with ctx.lock(app.name):
-        pipeline.scale(ctx.platform, app.name, changes, ctx.user.name, ctx.out)
+        operations.scale(ctx.platform, app.name, changes, ctx.user.name, ctx.out)
     return 0
 
 
@@ -106,5 +104,5 @@ def ps_restart(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
     ptype, num = parse_target(args.target)
     with ctx.lock(app.name):
-        pipeline.restart(ctx.platform, app.name, ptype, num, ctx.user.name, ctx.out)
+        operations.restart(ctx.platform, app.name, ptype, num, ctx.user.name, ctx.out)
     return 0

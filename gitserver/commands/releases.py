@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import Any
 
-from appliance.errors import ValidationError
+from core.errors import ValidationError
 from gitserver.commands.base import Context, command, when
 from releaser import releases
-from releaser.releases import Release
+from core.records import Release
 
 
 def release_data(r: Release, full: bool = False) -> dict[str, Any]:

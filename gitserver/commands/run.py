@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from appliance import pipeline
-from appliance.errors import UsageError
+from appliance import operations
+from core.errors import UsageError
 from gitserver.commands.base import Context, command
 
 
@@ -40,14 +40,5 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     cmd = command_of(args.command)
     if ctx.attach is None:
         raise UsageError("run needs an SSH session to attach to")
-    name, argv = pipeline.run_argv(ctx.platform, app.name, cmd, interactive=True, tty=ctx.tty)
-    try:
-        code = ctx.attach(argv)
-    except BaseException:
-        ctx.platform.backend.stop(name, 0)
-        raise
-    if ctx.closed.is_set():
-        # The client hung up and its docker client was killed: the container may live on. (Not
-        # otherwise: `--rm` removed it, and a name clash with a concurrent run must not remove theirs.)
-        ctx.platform.backend.stop(name, 0)
-    return code
+    spec = operations.one_off(ctx.platform, app.name, cmd)
+    return ctx.attach(lambda stdio: operations.run(ctx.platform, spec, stdio, ctx.closed))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from appliance.errors import NotFound, UsageError, ValidationError
+from core.errors import NotFound, UsageError, ValidationError
 from gitserver.commands.base import Context, command
 from releaser import releases
 

@@ -1,5 +1,5 @@
 from appliance.pipeline import fit_formation
-from releaser.releases import Build
+from core.records import Build
 
 IMAGE = Build("r/a:v1", "image")  # no Procfile: the image's CMD runs as cmd
 PROCS = Build("r/a:v2", "dockerfile", procfile={"web": "serve", "worker": "work"})

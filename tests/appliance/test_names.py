@@ -1,7 +1,7 @@
 import pytest
 
-from appliance.errors import ValidationError
-from appliance.names import ContainerName, app_from_repo_path, check_app, check_config_key, check_config_value
+from core.errors import ValidationError
+from core.names import ContainerName, app_from_repo_path, check_app, check_config_key, check_config_value
 
 
 @pytest.mark.parametrize("name", ["a", "myapp", "my-app-2", "a" * 63])

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from appliance import services
-from appliance.errors import ServiceError
-from appliance.output import Output
-from appliance.settings import Settings
+from builders import engine, images
+from core import proc
+from core.errors import ServiceError
+from core.output import Output
+from core.settings import Settings
 
 
 def free_ports(n: int) -> list[int]:
@@ -90,47 +92,6 @@ def test_registry_config_quotes_odd_paths() -> None:
 
 def test_dockerd_argv() -> None:
     assert services.dockerd_argv(Settings()) == ["dockerd"]
-
-
-def test_stack_image_builders() -> None:
-    root = Path("/var/lib/deis/stack-x/rootfs")
-    assert services.debootstrap_argv(root) == [
-        "debootstrap",
-        "--variant=minbase",
-        "--include=python3,ca-certificates",
-        "bookworm",
-        "/var/lib/deis/stack-x/rootfs",
-    ]
-    assert services.debootstrap_argv(root, "trixie", "http://deb.example/debian")[-2:] == [
-        "/var/lib/deis/stack-x/rootfs",
-        "http://deb.example/debian",
-    ]
-    assert services.tar_argv(root) == ["tar", "-C", "/var/lib/deis/stack-x/rootfs", "-c", "."]
-    assert services.docker_import_argv("deis/stack:bookworm") == [
-        "docker",
-        "import",
-        "-",
-        "deis/stack:bookworm",
-    ]
-
-
-def test_mounts_under() -> None:
-    mountinfo = (
-        "22 1 0:21 / / rw - overlay overlay rw\n"
-        "30 22 0:5 / /proc rw - proc proc rw\n"
-        "41 22 0:40 / /var/lib/deis/stack-a/rootfs/proc rw - proc proc rw\n"
-        "42 22 0:41 / /var/lib/deis/stack-a/rootfs/dev/pts rw - devpts devpts rw\n"
-        "43 22 0:42 / /var/lib/deis/stack-a/rootfs/dev rw - tmpfs nodev rw\n"
-        "44 22 0:43 / /var/lib/deis/stack-ab/rootfs/sys rw - sysfs sysfs rw\n"
-        "45 22 0:44 / /var/lib/deis/stack-a/with\\040space rw - tmpfs t rw\n"
-    )
-    assert services.mounts_under(Path("/var/lib/deis/stack-a"), mountinfo) == [
-        "/var/lib/deis/stack-a/rootfs/dev/pts",
-        "/var/lib/deis/stack-a/rootfs/proc",
-        "/var/lib/deis/stack-a/rootfs/dev",
-        "/var/lib/deis/stack-a/with space",
-    ]
-    assert services.mounts_under(Path("/elsewhere"), mountinfo) == []
 
 
 def test_http_ok_refuses_non_loopback() -> None:
@@ -225,7 +186,7 @@ def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     began = time.monotonic()
     assert services.stop(svc, s, quiet(), grace=0.5) is True
     assert 0.4 < time.monotonic() - began < 5
-    assert not services._alive(pid)
+    assert not proc.alive(pid)
     assert not services.pidfile(s, "stubborn").exists()
 
 
@@ -284,7 +245,7 @@ def test_etcd_and_registry_start_idempotently_and_stop(loopback_settings: Settin
     for svc in (registry, etcd):
         assert services.stop(svc, s, out) is True
         assert not services.pidfile(s, svc.name).exists()
-        assert not services._alive(pids[svc.name])
+        assert not proc.alive(pids[svc.name])
         assert not svc.ready()
     assert services.status(s)["etcd"] is False
     assert services.status(s)["registry"] is False
@@ -332,67 +293,14 @@ def test_ensure_dockerd_and_stack_image_leave_a_running_setup_alone(tmp_path: Pa
     s = Settings(state_dir=tmp_path / "state")
     services.ensure_dockerd(s, quiet())
     assert not s.state_dir.exists()  # nothing started, nothing written
-    if not services.image_exists(s.stack_image):
+    if not engine.image_exists(s.stack_image):
         pytest.skip(f"{s.stack_image} is missing (./platform test builds it)")
-    assert services.ensure_stack_image(s, quiet()) is False
+    assert images.ensure_stack_image(s, quiet()) is False
     assert not s.state_dir.exists()
 
 
-def test_main_status_json(tmp_path: Path) -> None:
-    stream = io.StringIO()
-    code = services.main(["--state-dir", str(tmp_path), "status", "--json"], stream)
-    assert stream.getvalue().startswith("{")
-    assert '"etcd": false' in stream.getvalue()
-    assert code == 3
+def test_status_says_what_is_down(tmp_path: Path) -> None:
+    state = services.status(Settings(state_dir=tmp_path))
+    assert state["etcd"] is False and state["registry"] is False
 
 
-def test_ensure_stack_image_builds_imports_and_cleans_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The whole build path with a stand-in for debootstrap (the real one takes a minute; `up` runs it)."""
-    if not services.docker_answers():
-        pytest.skip("no docker daemon answers")
-    import uuid
-
-    import docker
-
-    image = f"deis-test/stack-{uuid.uuid4().hex[:8]}:t"
-    s = Settings(state_dir=tmp_path / "state", stack_image=image)
-    stale = s.state_dir / f"{services.STACK_TMP_PREFIX}old"
-    (stale / "rootfs").mkdir(parents=True)
-
-    def fake_debootstrap(target: Path, *args: object) -> list[str]:
-        return ["sh", "-c", 'mkdir -p "$1/etc" && echo stack > "$1/etc/hello"', "sh", str(target)]
-
-    monkeypatch.setattr(services, "debootstrap_argv", fake_debootstrap)
-    stream = io.StringIO()
-    client = docker.from_env()
-    try:
-        assert services.ensure_stack_image(s, Output(stream)) is True
-        assert f"-----> Building the stack image {image}" in stream.getvalue()
-        assert f"-----> Importing it into docker as {image}" in stream.getvalue()
-        assert services.image_exists(image)
-        assert services.ensure_stack_image(s, quiet()) is False  # present: nothing to do
-        assert not list(s.state_dir.glob(f"{services.STACK_TMP_PREFIX}*"))  # temp and stale dirs gone
-        assert "==> tar -C" in services.logfile(s, "stack").read_text()
-    finally:
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            client.images.remove(image, force=True)
-        client.close()
-
-
-def test_ensure_stack_image_reports_a_failed_debootstrap(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if not services.docker_answers():
-        pytest.skip("no docker daemon answers")
-    s = Settings(state_dir=tmp_path / "state", stack_image="deis-test/never:t")
-    monkeypatch.setattr(
-        services, "debootstrap_argv", lambda target, *a: ["sh", "-c", "echo E: no mirror >&2; exit 1"]
-    )
-    with pytest.raises(
-        ServiceError, match=r"debootstrap failed with status 1: E: no mirror \(see .*stack.log\)"
-    ):
-        services.ensure_stack_image(s, quiet())
-    assert not list(s.state_dir.glob(f"{services.STACK_TMP_PREFIX}*"))
-    assert not services.image_exists("deis-test/never:t")

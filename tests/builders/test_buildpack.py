@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import BuildError, ValidationError
-from appliance.settings import Settings
+from core.errors import BuildError, ValidationError
+from core.settings import Settings
 from builders import buildpack, stacks
 from builders.buildpack import BUILTIN_DIR, Buildpack
 from scheduler import release_phase, rollout
@@ -235,7 +235,7 @@ def test_release_spec() -> None:
 
 
 def test_local_buildpacks_only_from_allowed_directories(tmp_path: Path) -> None:
-    from appliance.errors import BuildError
+    from core.errors import BuildError
     from builders.buildpack import check_local
 
     allowed, state = tmp_path / "bps", tmp_path / "bps" / "state"

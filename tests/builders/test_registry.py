@@ -1,6 +1,6 @@
 import pytest
 
-from appliance.errors import ValidationError
+from core.errors import ValidationError
 from builders.registry import blob_digests, blob_url, manifest_url, tags_url
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from appliance.errors import ValidationError
+from core.errors import ValidationError
 from builders.dockerfile import build_kwargs, stream_lines
 from builders.source import parse_procfile
 

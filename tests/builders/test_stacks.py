@@ -13,15 +13,17 @@ import docker
 import pytest
 
 from appliance import services
-from appliance.output import Output
-from appliance.settings import Settings
+from builders import engine, images
+from core import dockercli
+from core.output import Output
+from core.settings import Settings
 
 
 def test_debootstrap_argv_takes_the_package_list() -> None:
-    assert services.debootstrap_argv(Path("/t"), packages=("python3", "npm")) == [
+    assert images.debootstrap_argv(Path("/t"), packages=("python3", "npm")) == [
         "debootstrap", "--variant=minbase", "--include=python3,npm", "bookworm", "/t",
     ]  # fmt: skip
-    assert services.docker_import_argv("i:t", ('ENTRYPOINT ["/x"]', "WORKDIR /app")) == [
+    assert dockercli.import_("i:t", ('ENTRYPOINT ["/x"]', "WORKDIR /app")) == [
         "docker", "import", "--change", 'ENTRYPOINT ["/x"]', "--change", "WORKDIR /app", "-", "i:t",
     ]  # fmt: skip
 
@@ -43,8 +45,8 @@ def test_image_with_prepare_changes_and_digest(tmp_path: Path, monkeypatch: pyte
         (root / "runner").mkdir()
         (root / "runner" / "init").write_text("#!/bin/sh\n")
 
-    monkeypatch.setattr(services, "debootstrap_argv", fake_debootstrap)
-    spec = services.DebootstrapImage(
+    monkeypatch.setattr(images, "debootstrap_argv", fake_debootstrap)
+    spec = images.DebootstrapImage(
         image,
         ("python3",),
         changes=('ENTRYPOINT ["/runner/init"]',),
@@ -55,16 +57,16 @@ def test_image_with_prepare_changes_and_digest(tmp_path: Path, monkeypatch: pyte
     stream = io.StringIO()
     client = docker.from_env()
     try:
-        assert services.ensure_debootstrap_image(s, Output(stream), spec) is True
+        assert images.ensure_debootstrap_image(s, Output(stream), spec) is True
         assert f"-----> Building the testrunner image {image}" in stream.getvalue()
         config = client.images.get(image).attrs["Config"]
         assert config["Entrypoint"] == ["/runner/init"]
-        assert config["Labels"][services.DIGEST_LABEL] == "d1"
-        assert services.ensure_debootstrap_image(s, Output(io.StringIO()), spec) is False  # current
-        changed = services.DebootstrapImage(image, ("python3", "npm"), label="testrunner", digest="d2")
-        assert services.ensure_debootstrap_image(s, Output(io.StringIO()), changed) is True  # stale: remade
+        assert config["Labels"][images.DIGEST_LABEL] == "d1"
+        assert images.ensure_debootstrap_image(s, Output(io.StringIO()), spec) is False  # current
+        changed = images.DebootstrapImage(image, ("python3", "npm"), label="testrunner", digest="d2")
+        assert images.ensure_debootstrap_image(s, Output(io.StringIO()), changed) is True  # stale: remade
         assert seen == [("python3",), ("python3", "npm")]
-        assert services.image_label(image, services.DIGEST_LABEL) == "d2"
+        assert engine.image_label(image, images.DIGEST_LABEL) == "d2"
         assert not list(s.state_dir.glob("testrunner-build-*"))
     finally:
         with contextlib.suppress(docker.errors.ImageNotFound):

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from appliance import services
-from appliance.settings import Settings
+from core.settings import Settings
 from gitserver.admin import appliance_service
 from routerconf import Router
 from tests.harness import Harness, Key, unique

@@ -1,6 +1,6 @@
 import pytest
 
-from appliance.errors import NotFound, UsageError
+from core.errors import NotFound, UsageError
 from gitserver.cli import extract_json_flag, split
 from gitserver.commands import registry
 

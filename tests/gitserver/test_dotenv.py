@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import ValidationError
+from core.errors import ValidationError
 from gitserver.dotenv import parse, render
 
 HOSTILE = {

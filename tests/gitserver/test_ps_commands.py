@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import UsageError, ValidationError
+from core.errors import UsageError, ValidationError
 from gitserver import commands
 from gitserver.commands.logs import Entry, merge, render
 from gitserver.commands.ps import parse_scale, parse_target, uptime
@@ -27,12 +27,12 @@ def test_parse_target() -> None:
 
 
 def test_uptime() -> None:
-    start = "2001-09-09T01:46:40.5Z"  # 1e9 + 0.5
+    start = 1e9 + 0.5
     assert uptime(start, 1e9 + 9.9) == "9s"
     assert uptime(start, 1e9 + 252.5) == "4m12s"
     assert uptime(start, 1e9 + 7500.5) == "2h5m"
     assert uptime(start, 1e9 + 3 * 86400 + 4 * 3600 + 1) == "3d4h"
-    assert uptime("", 100) == "" and uptime("0001-01-01T00:00:00Z", 100) == ""  # never started
+    assert uptime(0.0, 100) == ""  # never started
 
 
 def test_logs_merge_by_time_and_keep_the_last_lines() -> None:

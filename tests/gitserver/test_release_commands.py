@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import NotFound, UsageError, ValidationError
-from appliance.names import ContainerName
-from appliance.settings import Settings
+from core.errors import NotFound, UsageError, ValidationError
+from core.names import ContainerName
+from core.settings import Settings
 from builders.image import Reference, exposed_port, parse_reference
 from gitserver.commands import registry
 from gitserver.commands.limits import parse_cpu, parse_memory, set_limits, unset_limits
 from gitserver.commands.tags import apply_tags
-from releaser.releases import Build, Release
-from scheduler.base import ContainerSpec
-from scheduler.docker import run_argv, run_kwargs
+from core.records import Build, Release
+from scheduler.base import ProcessSpec
+from scheduler.docker import one_off_argv, run_kwargs
 from scheduler.rollout import Deployment, plan
 
 
@@ -85,16 +85,16 @@ def test_limits_reach_the_container_spec_and_docker() -> None:
         5000,
         {},
         {"web": 1, "worker": 1},
-        memory={"web": "512m"},
+        memory={"web": 512 << 20},
         cpu={"worker": 256},
     )
     web, worker = plan(d)
-    assert (web.memory, web.cpu_shares, worker.memory, worker.cpu_shares) == ("512m", None, None, 256)
-    spec = ContainerSpec(ContainerName("app", 3, "web", 1), "img", None, {}, memory="64m", cpu_shares=512)
+    assert (web.memory, web.cpu_shares, worker.memory, worker.cpu_shares) == (512 << 20, None, None, 256)
+    spec = ProcessSpec(ContainerName("app", 3, "web", 1), "img", None, {}, memory=64 << 20, cpu_shares=512)
     kw = run_kwargs(spec, "p", None)
-    assert (kw["mem_limit"], kw["cpu_shares"]) == ("64m", 512)
-    argv = run_argv(spec, "p")
-    assert argv[argv.index("--memory") + 1] == "64m" and argv[argv.index("--cpu-shares") + 1] == "512"
+    assert (kw["mem_limit"], kw["cpu_shares"]) == (64 << 20, 512)
+    argv = one_off_argv(spec, "p", interactive=False, tty=False)
+    assert argv[argv.index("--memory") + 1] == f"{64 << 20}b" and argv[argv.index("--cpu-shares") + 1] == "512"
 
 
 def test_image_references_must_be_in_the_platform_registry() -> None:

@@ -1,6 +1,6 @@
 import io
 
-from appliance.output import Output
+from core.output import Output
 from hooks.pre_receive import ZERO, deploy_target, parse_updates, run
 
 

@@ -14,8 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from appliance.output import Output
+from appliance.platform import Platform
+from core.output import Output
+from core.settings import Settings
 from hooks import pre_receive, service
+from releaser.store import Store
+from routerconf import Router
+from scheduler.memory import MemoryBackend
 
 ZERO = "0" * 40
 
@@ -28,7 +33,9 @@ def sock(tmp_path: Path) -> Iterator[Path]:
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(service.serve(path))
+        settings = Settings(state_dir=tmp_path / "state")
+        platform = Platform(settings, Store("http://127.0.0.1:9"), Router(settings), MemoryBackend())
+        loop.run_until_complete(service.serve(path, platform))
         ready.set()
         loop.run_forever()
 
@@ -59,7 +66,7 @@ def test_delegate_relays_output_and_exit_code(sock: Path, monkeypatch: pytest.Mo
 def test_a_hook_that_goes_away_interrupts_the_deploy(sock: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     interrupted = threading.Event()
 
-    def endless(stdin: str, env: dict[str, str], out: Output) -> int:
+    def endless(stdin: str, env: dict[str, str], out: Output, platform: Platform) -> int:
         try:
             while True:
                 out.detail("building...")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from appliance import services
-from appliance.output import Output
-from appliance.settings import Settings
+from core.output import Output
+from core.settings import Settings
 from releaser.store import Store
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from appliance.errors import Conflict
+from core.errors import Conflict
 from releaser import locks
 from releaser.locks import AppLock
 from releaser.store import Store

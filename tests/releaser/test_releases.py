@@ -1,7 +1,8 @@
 import pytest
 
-from appliance.errors import NotFound, ValidationError
-from releaser.releases import Build, Release, apply_config, parse_version
+from core.errors import NotFound, ValidationError
+from core.records import Build, Release
+from releaser.releases import apply_config, parse_version
 from releaser.store import Store
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.settings import Settings
-from routerconf import Router, proc
+from core.settings import Settings
+from core import proc
+from routerconf import Router
 from tests.pki import TestCA
 
 

@@ -14,9 +14,10 @@ from collections.abc import Callable
 import pytest
 
 import routerconf.router
-from appliance.errors import RouterError, ServiceError, ValidationError
-from appliance.settings import Settings
-from routerconf import Router, proc, render_main
+from core.errors import RouterError, ServiceError, ValidationError
+from core.settings import Settings
+from core import proc
+from routerconf import Router, render_main
 
 HOST = "myapp.localhost"
 

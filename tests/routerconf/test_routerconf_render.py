@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import RouterError, ValidationError
-from appliance.settings import Settings
+from core.errors import RouterError, ValidationError
+from core.settings import Settings
 from routerconf import nginx_argv, nginx_test_argv, render_app, render_main
 from routerconf.render import default_user, environment
 

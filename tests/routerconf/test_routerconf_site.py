@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from appliance.errors import RouterError, ValidationError
+from core.errors import RouterError, ValidationError
 from routerconf import render_app, tls
 from routerconf.render import cert_files
 from routerconf.site import Cert, Site, check_domain, check_option

@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import pytest
 
-from appliance.errors import DeisError, RouterError
-from appliance.settings import Settings
-from routerconf import Router, proc, tls
+from core.errors import DeisError, RouterError
+from core.settings import Settings
+from core import proc
+from routerconf import Router, tls
 from routerconf.site import Cert, Site
 
 WWW = "www.example.com"

@@ -1,47 +1,94 @@
-"""The one conformance test every scheduler backend passes, against the real engine.
+"""The one conformance test every scheduler backend passes: docker against the real engine, and the
+in-memory backend the pipeline's unit tests use. A swarm or fleet backend joins BACKENDS and must
+pass it as it stands.
 
-Only the docker backend exists today; a swarm or fleet backend joins BACKENDS and must pass as is.
+Each backend says how to make a process that serves, one that idles, one that crashes and a
+one-off that prints a value and exits 7 (`Programs`); the tests are the same for all.
 """
 
 from __future__ import annotations
 
-import subprocess
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
-from appliance.names import ContainerName
-from scheduler.base import Backend, ContainerSpec
+from core.names import ContainerName
+from scheduler.base import Backend, ProcessSpec, Stdio
 from scheduler.docker import DockerBackend
+from scheduler.memory import MemoryBackend, Program
 
-IMAGE = "deis/stack:bookworm"
+STACK = "deis/stack:bookworm"
 SERVE = (
     "import http.server as h, os; print('up', flush=True); "
     "h.HTTPServer(('', int(os.environ['PORT'])), h.SimpleHTTPRequestHandler).serve_forever()"
 )
-SERVER = ["python3", "-u", "-c", SERVE]
 
-BACKENDS: dict[str, Callable[[str], Backend]] = {"docker": lambda platform: DockerBackend(platform)}
+
+@dataclass(frozen=True)
+class Programs:
+    """(image, command) pairs that behave the same on every backend."""
+
+    server: tuple[str, list[str] | None]  # prints "up", then accepts connections on $PORT
+    idle: tuple[str, list[str] | None]  # runs, listens on nothing
+    crasher: tuple[str, list[str] | None]  # exits 3 at once
+    printer: tuple[str, list[str] | None]  # one-off: writes $K exactly, exits 7
+    sleeper: tuple[str, list[str] | None]  # one-off: runs until stopped
+
+
+def docker_backend() -> tuple[Backend, Programs]:
+    programs = Programs(
+        server=(STACK, ["python3", "-u", "-c", SERVE]),
+        idle=(STACK, ["sleep", "60"]),
+        crasher=(STACK, ["sh", "-c", "exit 3"]),
+        printer=(STACK, ["sh", "-c", 'printf %s "$K"; exit 7']),
+        sleeper=(STACK, ["sleep", "60"]),
+    )
+    return DockerBackend(f"conformance-{uuid.uuid4().hex[:8]}"), programs
+
+
+def memory_backend() -> tuple[Backend, Programs]:
+    backend = MemoryBackend(
+        {
+            "server": Program(output=lambda spec: "up\n"),
+            "idle": Program(listens=False),
+            "crasher": Program(listens=False, crash_after=0.0),
+            "printer": Program(output=lambda spec: spec.env["K"], exit_code=7),
+            "sleeper": Program(hangs=True),
+        }
+    )
+    return backend, Programs(*((name, None) for name in ("server", "idle", "crasher", "printer", "sleeper")))
+
+
+BACKENDS: dict[str, Callable[[], tuple[Backend, Programs]]] = {
+    "docker": docker_backend,
+    "memory": memory_backend,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    platform = f"conformance-{uuid.uuid4().hex[:8]}"
-    b = BACKENDS[request.param](platform)
-    yield b
-    for inst in b.instances():
-        b.stop(str(inst.name), 0)
-    for _, name in b.strays():
-        b.stop(name, 0)
+def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Backend, Programs]]:
+    backend, programs = BACKENDS[request.param]()
+    yield backend, programs
+    for inst in backend.instances():
+        backend.stop(inst.id, 0)
 
 
-def spec(app: str, num: int, command: list[str] | None = SERVER, port: int | None = 5000) -> ContainerSpec:
-    env = {"PORT": "5000", "K": "a 'b' $(c)"}
-    return ContainerSpec(
-        name=ContainerName(app, 2, "web", num), image=IMAGE, command=command, env=env, port=port
-    )
+def spec(app: str, program: tuple[str, list[str] | None], num: int = 1, **kw: object) -> ProcessSpec:
+    image, command = program
+    values: dict[str, object] = {
+        "name": ContainerName(app, 2, "web", num),
+        "image": image,
+        "command": command,
+        "env": {"PORT": "5000", "K": "a 'b' $(c)"},
+        "port": 5000,
+        **kw,
+    }
+    return ProcessSpec(**values)  # type: ignore[arg-type]
 
 
 def wait(predicate: Callable[[], bool], timeout: float = 30) -> None:
@@ -51,57 +98,95 @@ def wait(predicate: Callable[[], bool], timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def test_start_list_inspect_listen_log_stop(backend: Backend) -> None:
-    app = f"conf-{uuid.uuid4().hex[:6]}"
-    inst = backend.start(spec(app, 1))
+def app_name() -> str:
+    return f"conf-{uuid.uuid4().hex[:6]}"
+
+
+def test_start_list_probe_log_stop(setup: tuple[Backend, Programs]) -> None:
+    backend, programs = setup
+    app = app_name()
+    inst = backend.start(spec(app, programs.server))
     assert str(inst.name) == f"{app}_v2.web.1" and inst.port == 5000
     assert inst.endpoint is not None and inst.endpoint.startswith("127.0.0.1:")
-    wait(lambda: backend.listening(backend.inspect(str(inst.name))))  # type: ignore[arg-type]
-    current = backend.inspect(str(inst.name))
-    assert current is not None and current.running
+    assert inst.started > time.time() - 60
+    wait(lambda: backend.probe(backend.inspect(inst.id)))  # type: ignore[arg-type]
+    current = backend.inspect(inst.id)
+    assert current is not None and current.running and current.id == inst.id
     assert [str(i.name) for i in backend.instances(app)] == [f"{app}_v2.web.1"]
-    wait(lambda: "up" in backend.logs(str(inst.name)))
-    backend.stop(str(inst.name), 2)
-    assert backend.inspect(str(inst.name)) is None
+    wait(lambda: "up" in backend.log_tail(inst.id))
+    backend.stop(inst.id, 2)
+    assert backend.inspect(inst.id) is None
     assert backend.instances(app) == []
-    backend.stop(str(inst.name), 0)  # stopping what is gone is not an error
+    backend.stop(inst.id, 0)  # stopping what is gone is not an error
+    backend.stop(str(inst.name), 0)
 
 
-def test_not_listening_is_told_apart_from_listening(backend: Backend) -> None:
-    app = f"conf-{uuid.uuid4().hex[:6]}"
-    inst = backend.start(spec(app, 1, command=["sleep", "60"]))
+def test_not_listening_is_told_apart_from_listening(setup: tuple[Backend, Programs]) -> None:
+    backend, programs = setup
+    inst = backend.start(spec(app_name(), programs.idle))
     time.sleep(0.5)
-    current = backend.inspect(str(inst.name))
-    assert current is not None and current.running and not backend.listening(current)
+    current = backend.inspect(inst.id)
+    assert current is not None and current.running and not backend.probe(current)
 
 
-def test_a_crashed_container_is_seen_exited_or_restarted(backend: Backend) -> None:
-    app = f"conf-{uuid.uuid4().hex[:6]}"
-    inst = backend.start(spec(app, 1, command=["sh", "-c", "exit 3"], port=None))
+def test_a_crashed_instance_is_seen_exited_or_restarted(setup: tuple[Backend, Programs]) -> None:
+    backend, programs = setup
+    inst = backend.start(spec(app_name(), programs.crasher, port=None))
 
     def crashed() -> bool:
-        cur = backend.inspect(str(inst.name))
+        cur = backend.inspect(inst.id)
         return cur is not None and (cur.state in ("exited", "dead") or cur.restarts > 0)
 
     wait(crashed)
 
 
-def test_one_off_runs_attached_and_keeps_values_exactly(backend: Backend) -> None:
-    app = f"conf-{uuid.uuid4().hex[:6]}"
-    one = ContainerSpec(
-        name=ContainerName(app, 2, "run", 1), image=IMAGE, command=["sh", "-c", 'printf %s "$K"; exit 7'],
-        env={"K": "a 'b' $(c) `d`\nline2"},
-    )  # fmt: skip
-    r = subprocess.run(backend.run_argv(one), capture_output=True, text=True, timeout=60)
-    assert (r.returncode, r.stdout) == (7, "a 'b' $(c) `d`\nline2")
+def test_a_second_start_of_a_name_runs_beside_the_first(setup: tuple[Backend, Programs]) -> None:
+    """How a restart replaces an instance without a gap: both are listed until the old one stops."""
+    backend, programs = setup
+    app = app_name()
+    old = backend.start(spec(app, programs.server))
+    new = backend.start(spec(app, programs.server))
+    assert old.id != new.id and old.endpoint != new.endpoint
+    both = backend.instances(app)
+    assert [i.id for i in both] == [old.id, new.id]  # by name, then by start time
+    assert all(i.running for i in both) and {str(i.name) for i in both} == {f"{app}_v2.web.1"}
+    backend.stop(old.id, 0)
+    assert [i.id for i in backend.instances(app)] == [new.id]
+    backend.start(spec(app, programs.server))
+    backend.stop(f"{app}_v2.web.1", 0)  # a name stops every instance of it
+    assert backend.instances(app) == []
+
+
+def test_one_off_runs_attached_and_keeps_values_exactly(setup: tuple[Backend, Programs]) -> None:
+    backend, programs = setup
+    image, command = programs.printer
+    value = "a 'b' $(c) `d`\nline2"
+    one = ProcessSpec(ContainerName(app_name(), 2, "run", 1), image, command, {"K": value})
+    r, w = os.pipe()
+    try:
+        code = backend.run_attached(one, Stdio(stdin=None, stdout=w, stderr=w))
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as f:
+        written = f.read().decode()
+    assert (code, written) == (7, value)
     assert backend.inspect(str(one.name)) is None  # removed when it exited
 
 
-def test_strays_are_listed_by_app(backend: Backend, request: pytest.FixtureRequest) -> None:
-    if not isinstance(backend, DockerBackend):
-        pytest.skip("renaming is how the docker backend's restart moves a container aside")
-    app = f"conf-{uuid.uuid4().hex[:6]}"
-    inst = backend.start(spec(app, 1, command=["sleep", "60"], port=None))
-    backend.client.containers.get(str(inst.name)).rename(f"{inst.name}.retiring")
-    assert backend.strays(app) == [(app, f"{inst.name}.retiring")]
-    assert backend.instances(app) == []
+def test_a_one_off_stopped_by_name_returns(setup: tuple[Backend, Programs]) -> None:
+    """A hang-up stops a one-off by name from another thread; run_attached then returns."""
+    backend, programs = setup
+    image, command = programs.sleeper
+    one = ProcessSpec(ContainerName(app_name(), 2, "run", 1), image, command, {})
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(backend.run_attached(one, Stdio(None, devnull, devnull))))
+    worker.start()
+    try:
+        wait(lambda: backend.inspect(str(one.name)) is not None)
+        backend.stop(str(one.name), 0)
+        worker.join(30)
+        assert not worker.is_alive() and result and result[0] != 0
+    finally:
+        os.close(devnull)
+    assert backend.inspect(str(one.name)) is None

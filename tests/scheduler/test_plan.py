@@ -1,5 +1,5 @@
-from appliance.names import ContainerName
-from scheduler.base import ContainerSpec
+from core.names import ContainerName
+from scheduler.base import ProcessSpec
 from scheduler.docker import run_kwargs
 from scheduler.health import HealthCheck
 from scheduler.rollout import Deployment, plan
@@ -21,7 +21,7 @@ def deployment(**kw) -> Deployment:
 
 def test_plan_for_an_image_command() -> None:
     (spec,) = plan(deployment())
-    assert spec == ContainerSpec(
+    assert spec == ProcessSpec(
         name=ContainerName("app", 3, "cmd", 1),
         image="r/app:git-1",
         command=None,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from appliance.names import ContainerName
+from core.names import ContainerName
 from scheduler.base import LogLine
-from scheduler.docker import DockerLogStream, parse_log_line, parse_time, run_argv
+from scheduler.docker import DockerLogStream, one_off_argv, parse_log_line, parse_time, process_name
 from scheduler.rollout import Deployment, ScalePlan, scale_plan, spec
 
 
@@ -55,7 +55,9 @@ def deployment() -> Deployment:
 def test_run_spec_and_argv_keep_values_exactly() -> None:
     s = spec(deployment(), "run", 2, ["sh", "-c", "echo $K"])
     assert str(s.name) == "a_v3.run.2" and s.port is None
-    assert run_argv(s, "/state", interactive=True, tty=True) == [
+    assert one_off_argv(s, "/state", interactive=True, tty=True) == [
+        "setsid",
+        "--ctty",
         "docker",
         "run",
         "--rm",
@@ -105,3 +107,10 @@ def test_log_stream_joins_split_chunks_into_lines() -> None:
     chunks = [b"1970-01-01T00:00:01Z one\n1970-01-01T00:00:02Z t", b"wo\n1970-01-01T00:00:03Z three"]
     assert list(DockerLogStream(iter(chunks))) == [LogLine(1, "one"), LogLine(2, "two"), LogLine(3, "three")]
     assert list(DockerLogStream(None)) == []
+
+
+def test_a_container_moved_aside_still_runs_its_process() -> None:
+    assert str(process_name("a_v3.web.1")) == "a_v3.web.1"
+    assert str(process_name("/a_v3.web.1.0123456789ab")) == "a_v3.web.1"
+    assert str(process_name("a_v3.web.1.retiring")) == "a_v3.web.1"  # what older platforms left
+    assert process_name("a_v3.web.1.other") is None and process_name("deis-build-x") is None

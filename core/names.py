@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from appliance.errors import ValidationError
+from core.errors import ValidationError
 
 APP_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -85,3 +85,15 @@ class ContainerName:
         if not m:
             return None
         return cls(m["app"], int(m["version"]), m["type"], int(m["num"]))
+
+
+_MEMORY_RE = re.compile(r"([0-9]+)([bkmg]?)", re.IGNORECASE)
+_MEMORY_UNIT = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def memory_bytes(text: str) -> int:
+    """A memory size as `limits:set` keeps it (`512m`, `1g`, `1024k`, plain bytes) in bytes."""
+    m = _MEMORY_RE.fullmatch(text.strip())
+    if not m:
+        raise ValidationError(f"invalid memory size {text!r}: use a number and a unit, like 512M or 1G")
+    return int(m[1]) * _MEMORY_UNIT[m[2].lower()]

@@ -1,0 +1,50 @@
+"""The wired-up parts of one platform (one state dir): settings, the etcd store, the scheduler
+backend and the router. Built once per process (`Platform.from_settings`) and handed down: the SSH
+commands, the hook service and the reconciler share it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import scheduler
+from core.settings import Settings
+from releaser import platform as platform_config
+from releaser.store import Store
+from routerconf import Router
+from routerconf.site import Site
+from scheduler.base import Backend
+
+
+class RouterPort(Protocol):
+    """What the composition needs of the router (routerconf.Router; a recorder in unit tests)."""
+
+    def publish(self, app: str, endpoints: list[str], site: Site | None = None) -> None: ...
+
+    def remove(self, app: str) -> None: ...
+
+
+class Platform:
+    def __init__(
+        self, settings: Settings, store: Store, router: RouterPort, backend: Backend | None = None
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.router = router
+        self._backend = backend
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store | None = None) -> Platform:
+        return cls(settings, store or Store(settings.etcd_url), Router(settings))
+
+    @property
+    def backend(self) -> Backend:
+        """The scheduler backend the platform's configuration names, made on first use (etcd may
+        still be coming up when the appliance starts)."""
+        with self._lock:
+            if self._backend is None:
+                name = platform_config.scheduler(self.store)
+                self._backend = scheduler.create(name, platform=str(self.settings.state_dir))
+            return self._backend

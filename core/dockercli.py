@@ -1,0 +1,84 @@
+"""Docker command lines, built in one place: pure functions that return argv lists (like Kamal's
+command builders) and run nothing. Tests compare them exactly; the callers execute them.
+
+The platform talks to the engine through the docker SDK where it can; a command line is used
+where a process must stay attached to a terminal or a pipe (a one-off `run`, a build container
+whose output streams) or where the CLI does the work (`docker import`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+DOCKER = "docker"
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # a host path
+    target: str  # where the container sees it
+    read_only: bool = False
+
+    def arg(self) -> str:
+        return f"{self.source}:{self.target}" + (":ro" if self.read_only else "")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One `docker run`: what runs, what it is called, what it may use."""
+
+    image: str
+    command: Sequence[str] = ()
+    name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    mounts: Sequence[Mount] = ()
+    remove: bool = True  # --rm: gone once it exits
+    init: bool = False  # --init: a PID 1 that reaps zombies and forwards signals
+    interactive: bool = False  # -i: stdin attached
+    tty: bool = False  # -t
+    pull_never: bool = False  # only local images (no registry is asked)
+    memory: int | None = None  # bytes
+    cpu_shares: int | None = None
+
+
+def run(r: Run) -> list[str]:
+    argv = [DOCKER, "run"]
+    if r.remove:
+        argv.append("--rm")
+    if r.init:
+        argv.append("--init")
+    if r.pull_never:
+        argv += ["--pull", "never"]
+    if r.name:
+        argv += ["--name", r.name]
+    for key, value in r.labels.items():
+        argv += ["--label", f"{key}={value}"]
+    if r.interactive:
+        argv.append("-i")
+    if r.tty:
+        argv.append("-t")
+    if r.memory:
+        argv += ["--memory", f"{r.memory}b"]
+    if r.cpu_shares:
+        argv += ["--cpu-shares", str(r.cpu_shares)]
+    for mount in r.mounts:
+        argv += ["-v", mount.arg()]
+    for key, value in r.env.items():
+        argv += ["-e", f"{key}={value}"]
+    return [*argv, r.image, *r.command]
+
+
+def remove_force(name: str) -> list[str]:
+    """Stop and remove a container at once (an interrupted build's)."""
+    return [DOCKER, "rm", "-f", name]
+
+
+def import_(image: str, changes: Sequence[str] = ()) -> list[str]:
+    """`docker import - IMAGE` of a tar on stdin; `changes` are Dockerfile instructions
+    (`ENTRYPOINT [...]`, `LABEL k=v`) set on the image."""
+    argv = [DOCKER, "import"]
+    for change in changes:
+        argv += ["--change", change]
+    return [*argv, "-", image]
