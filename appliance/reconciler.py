@@ -79,6 +79,7 @@ class Reconciler:
         self._seen: tuple[tuple[str, str, int, float], ...] = ()
         self._pending = False  # some routed container runs but is not healthy (yet): look again soon
         self._misses: dict[str, int] = {}  # running container -> probes failed in a row
+        self._probed: dict[str, bool] = {}  # this pass's probe results, by instance id
 
     def run(self, stop: threading.Event) -> None:
         last_full = 0.0
@@ -100,6 +101,7 @@ class Reconciler:
 
     def pass_once(self) -> None:
         self._pending = False
+        self._probed = {}  # each instance is probed once a pass, however often it is looked at
         by_app: dict[str, list[Instance]] = {}
         for inst in self.p.backend.instances():
             by_app.setdefault(inst.name.app, []).append(inst)
@@ -156,7 +158,9 @@ class Reconciler:
                 events.record(self.p.store, app, "deis", f"reconciler {what}")
                 log.info("%s: %s", app, what)
             endpoints = self._healthy_endpoints(deployment, self.p.backend.instances(app))
-            if endpoints != pipeline.published(self.p, app):
+            before = pipeline.published(self.p, app)
+            if endpoints != before:
+                log.info("%s: routing to %s (was %s)", app, endpoints, before)
                 pipeline.publish(self.p, app, endpoints)
 
     def _healthy_endpoints(self, d: rollout.Deployment, actual: list[Instance]) -> list[str]:
@@ -168,14 +172,18 @@ class Reconciler:
 
     def _answers(self, inst: Instance, d: rollout.Deployment) -> bool:
         """Healthy, or running and missed only one probe: one slow answer under load must not take
-        an app's only container out of the router. A container that is down leaves at once."""
+        an app's only container out of the router. A container that is down leaves at once.
+        A pass probes each instance once, so a miss counts once however often a pass asks."""
         key = f"{inst.id}@{inst.started}"
-        if probe(self.p.backend, inst, d.health)[0]:
-            self._misses.pop(key, None)
+        if inst.id not in self._probed:
+            ok = self._probed[inst.id] = probe(self.p.backend, inst, d.health)[0]
+            if ok:
+                self._misses.pop(key, None)
+            else:
+                self._misses[key] = self._misses.get(key, 0) + 1
+        if self._probed[inst.id]:
             return True
-        self._misses[key] = self._misses.get(key, 0) + 1
-        return self._misses[key] < 2 and inst.endpoint in (pipeline.published(self.p, d.app) or [])
-
+        return self._misses.get(key, 0) < 2 and inst.endpoint in (pipeline.published(self.p, d.app) or [])
 
 def start_thread(p: Platform) -> threading.Event:
     stop = threading.Event()

@@ -246,6 +246,36 @@ class Harness:
             time.sleep(0.05)
         raise AssertionError(f"{app} did not serve {text!r} within {timeout}s; last: {last}")
 
+    def wait_steady(self, app: str, seconds: float = 1.0, timeout: float = 20) -> None:
+        """Wait until the app has answered 200 on one keep-alive connection for `seconds` in a row.
+
+        A test that saw a recovery (the first 200 after a container was replaced) must not hand
+        the next test a router still reloading: an old nginx worker finishes the keep-alive
+        connections it accepted with the configuration it had (a 503 page, mid-recovery)."""
+        deadline = time.monotonic() + timeout
+        since: float | None = None
+        conn: http.client.HTTPConnection | None = None
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", self.settings.http_port, timeout=5)
+                    conn.request("GET", "/", headers={"Host": f"{app}.{self.settings.domain}"})
+                    resp = conn.getresponse()
+                    resp.read()
+                    ok = resp.status == 200
+                except (OSError, http.client.HTTPException):
+                    ok, conn = False, None
+                now = time.monotonic()
+                since = (since or now) if ok else None
+                if since is not None and now - since >= seconds:
+                    return
+                time.sleep(0.02)
+        finally:
+            if conn is not None:
+                conn.close()
+        raise AssertionError(f"{app} did not answer 200 steadily for {seconds}s within {timeout}s")
+
     def containers(self, app: str) -> list[str]:
         client = docker.from_env()
         found = client.containers.list(

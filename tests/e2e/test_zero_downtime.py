@@ -80,6 +80,7 @@ def test_killed_container_serves_again_within_5s(platform: Harness, app) -> None
     c.kill(signal="SIGKILL")
     assert platform.wait_for(name, "", timeout=5) < 5
     assert platform.containers(name) == [c.name]
+    platform.wait_steady(name)
 
 
 def test_removed_container_is_replaced_within_5s(platform: Harness, app) -> None:
@@ -90,11 +91,13 @@ def test_removed_container_is_replaced_within_5s(platform: Harness, app) -> None
     assert took < 5, took
     assert platform.containers(name) == [c.name]
     assert container(platform, name).id != c.id
+    platform.wait_steady(name)
 
 
 def test_appliance_restart_never_interrupts_serving_apps(platform: Harness, app) -> None:
     name, _ = app
     service = appliance_service(platform.settings)
+    platform.wait_steady(name)  # from a router at rest, whatever the tests before it did
     with load(platform, name) as traffic:
         time.sleep(0.3)
         services.stop(service, platform.settings, platform.out)
