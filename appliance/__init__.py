@@ -1,5 +1,9 @@
-"""What the rooms share: settings, the error tree, names, output, and the deploy pipeline.
+"""The composition: the only floor that composes the capabilities (builders, releaser, scheduler,
+routerconf) into what users do.
 
-The design card fixes six capability packages; the pipeline that composes them (and the few
-small things every package needs) had to live somewhere that none of them owns.
+    platform    the wired-up parts of one platform, built once per process
+    pipeline    deploy and roll out a release: build, cut, launch, switch, retire
+    operations  scale, restart, one-off runs, processes and their output, destroy
+    reconciler  self-healing: running instances equal to the release and formation
+    services    bringing dockerd, etcd and the registry up, and supervising them
 """

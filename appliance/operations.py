@@ -41,7 +41,12 @@ def processes(p: Platform, app: str) -> list[Instance]:
 
 
 def output(
-    p: Platform, instance: Instance, *, tail: int | None = None, follow: bool = False, since: float | None = None
+    p: Platform,
+    instance: Instance,
+    *,
+    tail: int | None = None,
+    follow: bool = False,
+    since: float | None = None,
 ) -> LogStream:
     """One instance's output (see Backend.logs)."""
     return p.backend.logs(instance.id, tail=tail, follow=follow, since=since)
@@ -68,7 +73,11 @@ def scale(p: Platform, app: str, changes: dict[str, int], user: str, out: Output
     try:
         if todo.routed_change:
             leaving = set(todo.stop)
-            live = [i for i in p.backend.instances(app) if i.name.version == release.version and i.name not in leaving]
+            live = [
+                i
+                for i in p.backend.instances(app)
+                if i.name.version == release.version and i.name not in leaving
+            ]
             out.step("Switching the router")
             pipeline.publish(p, app, rollout.endpoints(live))
         apps.set_formation(p.store, app, formation)
@@ -141,7 +150,9 @@ def one_off(p: Platform, app: str, command: list[str]) -> ProcessSpec:
     than the highest run of that release now."""
     release = running_release(p, app)
     d = pipeline.deployment_for(p, release, {})
-    taken = [i.name.num for i in p.backend.instances(app) if i.name.type == "run" and i.name.version == d.version]
+    taken = [
+        i.name.num for i in p.backend.instances(app) if i.name.type == "run" and i.name.version == d.version
+    ]
     return rollout.spec(d, "run", max(taken, default=0) + 1, command)
 
 

@@ -90,7 +90,9 @@ def switch(p: Platform, release: Release, instances: list[Instance], out: Output
         raise
 
 
-def settle(p: Platform, release: Release, formation: dict[str, int], before: dict[str, int], out: Output) -> None:
+def settle(
+    p: Platform, release: Release, formation: dict[str, int], before: dict[str, int], out: Output
+) -> None:
     """Housekeeping once `release` serves: formation, event, retire the old release, image GC."""
     app = release.app
     if formation != before:  # only once the release runs: a failed deploy changes nothing
@@ -110,7 +112,9 @@ def collect_garbage(p: Platform, app: str) -> None:
     builders.collect_garbage(p.settings, app, {r.build.image for r in recent if r.build})
 
 
-def deployment_for(p: Platform, release: Release, formation: dict[str, int] | None = None) -> rollout.Deployment:
+def deployment_for(
+    p: Platform, release: Release, formation: dict[str, int] | None = None
+) -> rollout.Deployment:
     """What the scheduler runs for `release`, at `formation` or the app's current one."""
     build = release.build
     assert build is not None

@@ -85,9 +85,7 @@ class Reconciler:
         last_full = 0.0
         while not stop.is_set():
             try:
-                seen = tuple(
-                    (i.id, i.state, i.restarts, i.started) for i in self.p.backend.instances()
-                )
+                seen = tuple((i.id, i.state, i.restarts, i.started) for i in self.p.backend.instances())
                 due = time.monotonic() - last_full >= self.full
                 if seen != self._seen or self._pending or due:
                     self.pass_once()
@@ -95,7 +93,7 @@ class Reconciler:
                     self._seen = seen
             except DeisError as exc:
                 log.warning("reconciler: %s", exc)
-            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+            except Exception:
                 log.exception("reconciler pass failed")
             stop.wait(self.poll)
 
@@ -184,6 +182,7 @@ class Reconciler:
         if self._probed[inst.id]:
             return True
         return self._misses.get(key, 0) < 2 and inst.endpoint in (pipeline.published(self.p, d.app) or [])
+
 
 def start_thread(p: Platform) -> threading.Event:
     stop = threading.Event()

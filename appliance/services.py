@@ -87,7 +87,6 @@ def registry_argv(settings: Settings) -> list[str]:
     return ["docker-registry", "serve", str(registry_config_path(settings))]
 
 
-
 # -- readiness probes -------------------------------------------------------------------------------
 
 # Loopback only: never go through a proxy from the environment.
@@ -117,7 +116,6 @@ def docker_answers(timeout: float = 3.0) -> bool:
             client.close()
     except Exception:  # the SDK raises DockerException, requests' errors or OSError: all mean "no"
         return False
-
 
 
 # -- services ---------------------------------------------------------------------------------------
@@ -260,7 +258,6 @@ def status(settings: Settings) -> dict[str, bool]:
     return result
 
 
-
 # -- dockerd ----------------------------------------------------------------------------------------
 
 
@@ -275,7 +272,6 @@ def ensure_dockerd(settings: Settings, out: Output, timeout: float = 30.0) -> No
 def stop_dockerd(settings: Settings, out: Output) -> bool:
     """Stop dockerd only if this platform started it (its pidfile exists)."""
     return stop(dockerd_service(settings), settings, out)
-
 
 
 # -- bring-up and tear-down -------------------------------------------------------------------------
@@ -295,7 +291,6 @@ def down_services(settings: Settings, out: Output) -> None:
     for service in reversed(services(settings)):
         stop(service, settings, out)
     stop_dockerd(settings, out)
-
 
 
 # -- running processes ------------------------------------------------------------------------------
@@ -387,4 +382,3 @@ def _read_pid(path: Path) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() and int(text) > 0 else None
-

@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from core.output import Output
 from builders import build as build_image
 from builders import buildpack
+from core.output import Output
 from tests.e2e.buildpack_apps import python_dep_checkout
 from tests.harness import Harness, unique
 

@@ -50,7 +50,7 @@ def config_set_to_served(h: Harness, key: Key, app: str, value: str) -> tuple[fl
 
     The router is polled while the command runs: the new release serves from the router switch on,
     before the old containers are retired and the command returns."""
-    argv = h.ssh_argv(key) + ["git@127.0.0.1", "config:set", "--app", app, f"GREETING={value}"]
+    argv = [*h.ssh_argv(key), "git@127.0.0.1", "config:set", "--app", app, f"GREETING={value}"]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     h.wait_for(app, value, timeout=60)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import docker  # noqa: E402
+import docker
 
-from tests.harness import Harness, unique  # noqa: E402
+from tests.harness import Harness, unique
 
 
 def push_to_live(h: Harness, work: Path, key, app: str, expected: str) -> tuple[float, float]:

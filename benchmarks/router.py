@@ -34,11 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.settings import Settings  # noqa: E402
 from core import proc
-from routerconf import Router, tls  # noqa: E402
-from routerconf.render import render_app  # noqa: E402
-from routerconf.site import Site  # noqa: E402
+from core.settings import Settings
+from routerconf import Router, tls
+from routerconf.render import render_app
+from routerconf.site import Site
 
 BODY = b"hello\n"
 
@@ -280,8 +280,8 @@ def publish_times(n: int, root: Path, with_certs: bool, repeat: int = 5) -> dict
         render_all = time.monotonic() - t
         router.reload()
         spent: dict[str, list[float]] = {"_install": [], "_reload": []}
-        for name in spent:  # time the two parts of each publish: check the candidate, reload
-            setattr(router, name, _timed(getattr(router, name), spent[name]))
+        for name, bucket in spent.items():  # time the two parts of each publish: check, reload
+            setattr(router, name, _timed(getattr(router, name), bucket))
         times = []
         for k in range(repeat):
             site = Site(domains=("a0.example.com",), cert=cert, options={"read_timeout": f"{60 + k}s"})

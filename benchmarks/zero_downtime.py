@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import docker  # noqa: E402
+import docker
 
-from releaser.store import Store  # noqa: E402
-from tests.harness import Harness, unique  # noqa: E402
-from tests.load import Load, Result  # noqa: E402
+from releaser.store import Store
+from tests.harness import Harness, unique
+from tests.load import Load, Result
 
 
 def scenario(h: Harness, app: str, workers: int, action: Callable[[], object]) -> tuple[Result, object]:

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import yaml
 
-from core.errors import BuildError, ServiceError, ValidationError
-from core.output import Output
-from core.settings import Settings
 from builders import source, stacks
 from core import dockercli
 from core.dockercli import Mount
+from core.errors import BuildError, ServiceError, ValidationError
+from core.output import Output
+from core.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 BUILTIN_DIR = HERE / "buildpacks"
@@ -83,8 +83,8 @@ def parse_buildpack(text: str) -> Buildpack:
 def parse_buildpacks_file(text: str) -> list[Buildpack]:
     """A `.buildpacks` file: one buildpack a line; blank lines and `#` comments skipped."""
     found = []
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             found.append(parse_buildpack(line))
     return found
@@ -242,7 +242,9 @@ def fetch(bp: Buildpack, dest: Path, out: Output) -> Path:
         return dest
     env = _host_git_env()
     for argv in [clone_argv(bp.url, dest)] + ([checkout_argv(dest, bp.ref)] if bp.ref else []):
-        r = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+        )
         if r.returncode != 0:
             why = (r.stderr.strip().splitlines() or ["git failed"])[-1]
             raise BuildError(f"cannot fetch buildpack {bp.name}: {why}")
@@ -275,7 +277,9 @@ def _run_streamed(argv: list[str], emit: Callable[[str], None], container: str) 
             emit(raw.decode("utf-8", "replace").rstrip("\n"))
         return proc.wait()
     except BaseException:
-        subprocess.run(dockercli.remove_force(container), capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            dockercli.remove_force(container), capture_output=True, stdin=subprocess.DEVNULL, check=False
+        )
         proc.kill()
         proc.wait()
         raise
@@ -295,18 +299,9 @@ def compile_slug(
     mode, chosen = choose(config, text)
     procfile_src = src.read_file("Procfile") if "Procfile" in files else None
     procfile = source.parse_procfile(procfile_src) if procfile_src else {}
-
-    _export(src, work / "app")
-    _write_env(work / "env", config)
-    (work / "out").mkdir()
-    allowed = [Path(p) for p in settings.local_buildpacks.split(":") if p]
-    for bp in chosen:
-        if bp.url:
-            check_local(bp.url, allowed, settings.state_dir)
-    paths = [fetch(bp, work / f"buildpack-{i:02d}", out) for i, bp in enumerate(chosen)]
+    paths = _prepare(settings, src, config, chosen, work, out)
     cache = cache_dir(settings, app)
     cache.mkdir(parents=True, exist_ok=True)
-
     container = f"deis-build-{app}-{uuid.uuid4().hex[:8]}"
     argv = builder_argv(
         container,
@@ -319,7 +314,32 @@ def compile_slug(
         src.sha,
         str(settings.state_dir),
     )
-    code = _run_streamed(argv, out.line, container)
+    _check_exit(_run_streamed(argv, out.line, container), mode, chosen, work)
+    procs = _discover(work, procfile, out)
+    return _pack(work, procs, out)
+
+
+def _prepare(
+    settings: Settings,
+    src: source.Source,
+    config: dict[str, str],
+    chosen: list[Buildpack],
+    work: Path,
+    out: Output,
+) -> list[Path]:
+    """WORK/app (the commit), WORK/env (ENV_DIR), WORK/out, and the buildpacks' directories."""
+    _export(src, work / "app")
+    _write_env(work / "env", config)
+    (work / "out").mkdir()
+    allowed = [Path(p) for p in settings.local_buildpacks.split(":") if p]
+    for bp in chosen:
+        if bp.url:
+            check_local(bp.url, allowed, settings.state_dir)
+    return [fetch(bp, work / f"buildpack-{i:02d}", out) for i, bp in enumerate(chosen)]
+
+
+def _check_exit(code: int, mode: str, chosen: list[Buildpack], work: Path) -> None:
+    """The slug compiler's exit status as the user's one-line error."""
     if code == NOT_DETECTED:
         if mode == "auto":
             raise BuildError(
@@ -337,6 +357,9 @@ def compile_slug(
     if code != 0:
         raise BuildError(f"the slug compiler exited with status {code}")
 
+
+def _discover(work: Path, procfile: dict[str, str], out: Output) -> dict[str, str]:
+    """The process types: the buildpacks' defaults (bin/release), then the Procfile over them."""
     releases = [p.read_text(errors="replace") for p in sorted((work / "out").glob("release-*.yml"))]
     procs = process_types(releases, procfile)
     if not {p for p in procs if p != "release"}:
@@ -347,7 +370,10 @@ def compile_slug(
     defaults = sorted(set(procs) - set(procfile))
     if defaults:
         out.detail(f"Default types for buildpack -> {', '.join(defaults)}")
+    return procs
 
+
+def _pack(work: Path, procs: dict[str, str], out: Output) -> Slug:
     slug = work / "slug.tgz"
     out.step("Compiling slug")
     r = subprocess.run(
@@ -355,6 +381,7 @@ def compile_slug(
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
+        check=False,
     )
     if r.returncode != 0:
         raise BuildError(f"cannot pack the slug: {r.stderr.strip()}")

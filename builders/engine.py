@@ -6,6 +6,7 @@ Third-party errors are converted here, once, into core.errors (BuildError, Servi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections.abc import Callable
@@ -123,7 +124,5 @@ def remove_images(repo: str, keep: frozenset[str] = frozenset(), force: bool = F
 
 def prune_dangling(platform: str) -> None:
     """Remove this platform's dangling build images (found by label), none of anyone else's."""
-    try:
+    with contextlib.suppress(docker.errors.APIError):  # another prune is running: next time
         client().images.prune(filters={"dangling": True, "label": f"io.deis.platform={platform}"})
-    except docker.errors.APIError:
-        pass  # another prune is running

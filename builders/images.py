@@ -95,7 +95,6 @@ def _unescape_mountinfo(field: str) -> str:
     return "".join(out)
 
 
-
 # -- making images ----------------------------------------------------------------------------------
 
 
@@ -111,7 +110,6 @@ class DebootstrapImage:
     label: str = "stack"  # the lock and log name
     # An image without this `io.deis.stack-digest` label is stale (made from other packages or files).
     digest: str = ""
-
 
 
 def ensure_stack_image(
@@ -186,7 +184,6 @@ def ensure_debootstrap_image(
         return True
 
 
-
 @contextlib.contextmanager
 def _lock(settings: Settings, name: str) -> Iterator[None]:
     # One maker per image at a time, across processes (`deis up` and a test run may race).
@@ -244,7 +241,9 @@ def _apt_install(root: Path, packages: tuple[str, ...], log: Path) -> None:
     try:
         run_logged(chroot_apt_argv(root, packages), log, "apt-get install", "apt", env=env)
     finally:
-        subprocess.run(umount_argv(str(root / "proc")), stdin=subprocess.DEVNULL, capture_output=True)
+        subprocess.run(
+            umount_argv(str(root / "proc")), stdin=subprocess.DEVNULL, capture_output=True, check=False
+        )
         policy.unlink(missing_ok=True)
 
 
@@ -254,7 +253,7 @@ def _remove_tree(path: Path) -> None:
         return
     real = path.resolve()
     for point in mounts_under(real, _mountinfo()):
-        subprocess.run(umount_argv(point), stdin=subprocess.DEVNULL, capture_output=True)
+        subprocess.run(umount_argv(point), stdin=subprocess.DEVNULL, capture_output=True, check=False)
     left = mounts_under(real, _mountinfo())
     if left:
         raise ServiceError(f"left {path} in place: {left[0]} is still mounted")
@@ -266,4 +265,3 @@ def _mountinfo() -> str:
         return Path("/proc/self/mountinfo").read_text()
     except OSError:
         return ""
-

@@ -52,7 +52,7 @@ def _request(method: str, url: str, accept: bool = False) -> tuple[int, dict[str
     headers = {"Accept": ", ".join(MANIFEST_TYPES)} if accept else {}
     req = urllib.request.Request(url, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - our own loopback registry
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()

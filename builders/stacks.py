@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from pathlib import Path
-
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from builders import images
 from core.output import Output
@@ -55,7 +54,7 @@ def builder_spec() -> images.DebootstrapImage:
         packages=BUILDER_PACKAGES,
         apt_packages=BUILDER_APT_PACKAGES,
         label="slugbuilder",
-        digest=_digest(*(p.encode() for p in BUILDER_PACKAGES + ("--",) + BUILDER_APT_PACKAGES)),
+        digest=_digest(*(p.encode() for p in (*BUILDER_PACKAGES, "--", *BUILDER_APT_PACKAGES))),
     )
 
 

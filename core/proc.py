@@ -6,6 +6,7 @@ Nothing here signals a process it was not given by PID: callers pass the PIDs th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,10 +39,8 @@ def alive(pid: int) -> bool:
     if st is None or st[0] == "X":
         return False
     if st[0] == "Z":
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         return False
     return True
 
@@ -133,10 +132,14 @@ def run_logged(
         fh.flush()
         try:
             code = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                check=False,
             ).returncode
         except FileNotFoundError as exc:
             raise ServiceError(f"{what}: {argv[0]} not found (install the {package} package)") from exc
     if code != 0:
         raise ServiceError(f"{what} failed with status {code}: {last_line(log)} (see {log})")
-

@@ -7,7 +7,7 @@ deis keys:add NAME [--admin] < key.pub                                      regi
 deis keys:list | keys:remove NAME|FINGERPRINT | users:list
 deis serve                                                                  the SSH appliance (foreground)
 deis stacks:build [--force]                                                 (re)make the stack images
-deis test-prereqs                                                           dockerd and the stack images, for the tests
+deis test-prereqs                                                 dockerd and the stack images, for tests
 """
 
 from __future__ import annotations

@@ -87,7 +87,9 @@ async def _handle(platform: Platform, reader: asyncio.StreamReader, writer: asyn
         request = json.loads(await reader.readline())
         loop = asyncio.get_running_loop()
         gone = threading.Event()
-        deploy = asyncio.ensure_future(asyncio.to_thread(_run_in_thread, request, _Relay(loop, writer, gone), platform))
+        deploy = asyncio.ensure_future(
+            asyncio.to_thread(_run_in_thread, request, _Relay(loop, writer, gone), platform)
+        )
         app = str(request["env"].get("DEIS_APP", ""))
         _running[app] = deploy
         deploy.add_done_callback(lambda f: _running.pop(app, None) if _running.get(app) is f else None)
@@ -97,7 +99,7 @@ async def _handle(platform: Platform, reader: asyncio.StreamReader, writer: asyn
             gone.set()
         try:
             code = await deploy
-        except Exception:  # noqa: BLE001 - report, never kill the appliance
+        except Exception:
             log.exception("deploy failed")
             code = 1
         hangup.cancel()

@@ -72,7 +72,7 @@ class AppLock:
                 if not self.store.refresh(self.key, self.value, self.ttl):
                     self.lost.set()  # expired (and maybe taken): the holder must not switch traffic now
                     return
-            except Exception:  # noqa: BLE001 - a passing etcd failure must not kill the deploy
+            except Exception:
                 continue
 
     def release(self) -> None:

@@ -1,6 +1,6 @@
 """Platform-wide settings kept in etcd (not per app), as Deis v1 kept `/deis/controller/schedulerModule`.
 
-    platform/scheduler     "docker" | "swarm" | "fleet"   which backend runs apps (default docker)
+platform/scheduler     "docker" | "swarm" | "fleet"   which backend runs apps (default docker)
 """
 
 from __future__ import annotations

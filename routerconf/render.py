@@ -118,7 +118,7 @@ def default_user() -> str | None:
 def render_main(
     settings: Settings,
     *,
-    user: str | None | _Auto = AUTO,
+    user: str | _Auto | None = AUTO,
     includes: Sequence[str] | None = None,
 ) -> str:
     """nginx.conf. `includes=None` includes `apps/*.conf`; a list includes exactly those paths

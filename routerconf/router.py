@@ -39,10 +39,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+from core import proc
 from core.errors import RouterError, ServiceError
 from core.names import check_app
 from core.settings import Settings
-from core import proc
 from routerconf import tls
 from routerconf.commands import NGINX_BIN, nginx_argv, nginx_test_argv
 from routerconf.render import CERT_DIGEST, PLATFORM_CERT, cert_files, default_user, render_app, render_main

@@ -11,6 +11,7 @@ Docker's own ways live here and nowhere else:
 from __future__ import annotations
 
 import calendar
+import contextlib
 import os
 import re
 import socket
@@ -143,10 +144,8 @@ class DockerLogStream:
     def close(self) -> None:
         closer = getattr(self._chunks, "close", None)
         if closer is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing an already broken socket
                 closer()
-            except Exception:  # closing an already broken socket
-                pass
 
 
 def free_port() -> int:

@@ -193,4 +193,3 @@ class _Stream:
 
     def close(self) -> None:
         self._closed.set()
-

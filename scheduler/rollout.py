@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from core.errors import DeisError, DeployError
 from core.names import ONE_OFF_TYPES, ROUTED_TYPES, ContainerName
-from scheduler.base import Backend, ProcessSpec, Instance
+from scheduler.base import Backend, Instance, ProcessSpec
 from scheduler.health import HealthCheck, wait_healthy
 
 
@@ -130,7 +130,11 @@ def retire(backend: Backend, app: str, keep_version: int, grace: float) -> list[
     """Stop and remove every container of `app` that is not of release `keep_version`.
 
     One-off containers (`run`, the release phase) are left alone: a `run` session outlives deploys."""
-    old = [i for i in backend.instances(app) if i.name.version != keep_version and i.name.type not in ONE_OFF_TYPES]
+    old = [
+        i
+        for i in backend.instances(app)
+        if i.name.version != keep_version and i.name.type not in ONE_OFF_TYPES
+    ]
     stop_all(backend, [i.id for i in old], grace)
     return [str(i.name) for i in old]
 

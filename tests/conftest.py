@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import io
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from appliance import services
+from core.output import Output
+from core.settings import Settings
+from releaser.store import Store
 from tests.harness import Harness, Key
 
 
@@ -26,3 +33,22 @@ def admin(platform: Harness) -> Key:
 @pytest.fixture(scope="session")
 def alice(platform: Harness) -> Key:
     return platform.add_user("alice")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    s = Settings(
+        state_dir=Path(tmp_path_factory.mktemp("etcd")), etcd_port=free_port(), etcd_peer_port=free_port()
+    )
+    etcd = services.etcd_service(s)
+    services.start(etcd, s, Output(io.StringIO()))
+    try:
+        yield Store(s.etcd_url)
+    finally:
+        services.stop(etcd, s, Output(io.StringIO()))

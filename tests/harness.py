@@ -6,6 +6,7 @@ host (made once); etcd, the registry, nginx and the appliance are this harness's
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -101,10 +102,8 @@ class Harness:
         for image in client.images.list():
             for tag in image.tags:
                 if tag.startswith(f"{self.settings.registry}/"):
-                    try:
+                    with contextlib.suppress(docker.errors.APIError):
                         client.images.remove(tag, force=True)
-                    except docker.errors.APIError:
-                        pass
 
     # -- users -------------------------------------------------------------------------------
     def key(self, name: str) -> Key:
@@ -166,6 +165,7 @@ class Harness:
             text=True,
             timeout=timeout,
             stdin=None if input is not None else subprocess.DEVNULL,
+            check=False,
         )
 
     # -- git ---------------------------------------------------------------------------------
@@ -209,7 +209,9 @@ class Harness:
                 "GIT_COMMITTER_EMAIL": "t@t",
             }
         )
-        r = subprocess.run(["git", *args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(
+            ["git", *args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and r.returncode != 0:
             raise AssertionError(f"git {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         return r

@@ -23,17 +23,17 @@ from rich.table import Table
 
 from appliance import pipeline
 from appliance.platform import Platform
-from scheduler.base import Stdio
 from core.errors import NotFound, UsageError
 from core.names import check_app
 from core.output import Output
+from core.records import Release
 from core.settings import Settings
 from gitserver.cli import Registry
 from releaser import apps, releases
 from releaser.apps import App, User
 from releaser.locks import AppLock
-from core.records import Release
 from releaser.store import Store
+from scheduler.base import Stdio
 
 registry = Registry()
 command = registry.command

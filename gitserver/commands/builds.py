@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.errors import ValidationError
 from builders import image, source
+from core.errors import ValidationError
 from gitserver.commands.base import Context, command, when
 from releaser import apps, releases
 

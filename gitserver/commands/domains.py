@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from typing import Any
 
 from appliance import pipeline
 from core.errors import UsageError, ValidationError
@@ -109,7 +110,7 @@ def domains_remove(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # -- certs ----------------------------------------------------------------------------------------
-def _cert_row(cert: dict) -> dict[str, object]:
+def _cert_row(cert: dict[str, Any]) -> dict[str, object]:
     return {
         "names": list(cert.get("names", [])),
         "subject": cert.get("subject", ""),

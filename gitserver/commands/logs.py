@@ -13,7 +13,7 @@ import argparse
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from appliance import operations
 from gitserver.commands.base import Context, command
@@ -87,59 +87,69 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
     for entry in merge(entries, args.lines):
         ctx.print(render(app, entry))
     if args.follow:
-        _follow(ctx, app, args.ptype, read_up_to, seen, since)
+        _Follower(ctx, app, args.ptype, read_up_to, seen, since).run()
     return 0
 
 
-def _follow(
-    ctx: Context, app: str, ptype: str | None, read_up_to: dict[str, float], seen: set[Event], since: float
-) -> None:
-    """Print new output and events until the client hangs up; new containers are picked up as they
-    appear (a deploy, a scale, a restart), with all of their output."""
-    lines: queue.Queue[Entry] = queue.Queue()
-    followed: dict[str, tuple[LogStream, threading.Thread]] = {}  # container id -> its stream
+@dataclass
+class _Follower:
+    """`logs -f`: new output and events until the client hangs up. Instances are picked up as they
+    appear (a deploy, a scale, a restart), with all of their output; one thread per stream."""
 
-    def pump(stream: LogStream, src: str, after: float | None) -> None:
+    ctx: Context
+    app: str
+    ptype: str | None
+    read_up_to: dict[str, float]  # instance id -> time of the last line already shown
+    seen: set[Event]
+    since: float
+    lines: queue.Queue[Entry] = field(default_factory=queue.Queue)
+    followed: dict[str, tuple[LogStream, threading.Thread]] = field(default_factory=dict)
+
+    def run(self) -> None:
+        try:
+            next_poll = 0.0
+            while not self.ctx.closed.is_set():
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + POLL
+                    self._look()
+                try:
+                    entry = self.lines.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                self.ctx.print(render(self.app, entry))
+        finally:
+            for stream, _ in self.followed.values():
+                stream.close()
+            for _, t in self.followed.values():
+                t.join(timeout=2)
+
+    def _look(self) -> None:
+        listed = operations.processes(self.ctx.platform, self.app)
+        for inst in listed:
+            if inst.id not in self.followed and self.ptype in (None, inst.name.type):
+                self._watch(inst)
+        # Forget instances that are gone and whose stream ended, so a follow across many deploys
+        # stays small.
+        ids = {i.id for i in listed}
+        for cid in [c for c, (_, t) in self.followed.items() if c not in ids and not t.is_alive()]:
+            del self.followed[cid]
+        if self.ptype is None:
+            for e in events.recent(self.ctx.store, self.app):
+                if e not in self.seen and e.time >= self.since - 1:
+                    self.seen.add(e)
+                    self.ctx.print(render(self.app, from_event(e)))
+
+    def _watch(self, inst: Instance) -> None:
+        # Known at the start: from the last line read on. New: everything it wrote.
+        after = self.read_up_to.get(inst.id)
+        stream = operations.output(self.ctx.platform, inst, follow=True, since=after)
+        t = threading.Thread(
+            target=self._pump, args=(stream, source(inst), after), name=f"logs-{inst.name}", daemon=True
+        )
+        t.start()
+        self.followed[inst.id] = (stream, t)
+
+    def _pump(self, stream: LogStream, src: str, after: float | None) -> None:
         for ln in stream:
             if after is None or ln.time > after:  # `since` includes the last line already shown
-                lines.put(Entry(ln.time, src, ln.text))
-
-    def watch(inst: Instance) -> None:
-        # Known at the start: from the last line read on. New: everything it wrote.
-        after = read_up_to.get(inst.id)
-        stream = operations.output(ctx.platform, inst, follow=True, since=after)
-        args = (stream, source(inst), after)
-        t = threading.Thread(target=pump, args=args, name=f"logs-{inst.name}", daemon=True)
-        t.start()
-        followed[inst.id] = (stream, t)
-
-    try:
-        next_poll = 0.0
-        while not ctx.closed.is_set():
-            if time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + POLL
-                listed = operations.processes(ctx.platform, app)
-                for inst in listed:
-                    if inst.id not in followed and ptype in (None, inst.name.type):
-                        watch(inst)
-                # Forget containers that are gone and whose stream ended, so a follow across many
-                # deploys stays small. (A container renamed aside by ps:restart is unlisted but still
-                # streams until it stops.)
-                ids = {i.id for i in listed}
-                for cid in [c for c, (_, t) in followed.items() if c not in ids and not t.is_alive()]:
-                    del followed[cid]
-                if ptype is None:
-                    for e in events.recent(ctx.store, app):
-                        if e not in seen and e.time >= since - 1:
-                            seen.add(e)
-                            ctx.print(render(app, from_event(e)))
-            try:
-                entry = lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            ctx.print(render(app, entry))
-    finally:
-        for stream, _ in followed.values():
-            stream.close()
-        for _, t in followed.values():
-            t.join(timeout=2)
+                self.lines.put(Entry(ln.time, src, ln.text))

@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 from core.errors import ValidationError
+from core.records import Release
 from gitserver.commands.base import Context, command, when
 from releaser import releases
-from core.records import Release
 
 
 def release_data(r: Release, full: bool = False) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-from core.names import ContainerName
 from appliance.reconciler import Plan, diff
-from scheduler.base import ProcessSpec, Instance
+from core.names import ContainerName
+from scheduler.base import Instance, ProcessSpec
 
 
 def spec(name: str) -> ProcessSpec:

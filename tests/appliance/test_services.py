@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import shutil
@@ -302,5 +301,3 @@ def test_ensure_dockerd_and_stack_image_leave_a_running_setup_alone(tmp_path: Pa
 def test_status_says_what_is_down(tmp_path: Path) -> None:
     state = services.status(Settings(state_dir=tmp_path))
     assert state["etcd"] is False and state["registry"] is False
-
-

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import BuildError, ValidationError
-from core.settings import Settings
 from builders import buildpack, stacks
 from builders.buildpack import BUILTIN_DIR, Buildpack
+from core.errors import BuildError, ValidationError
+from core.settings import Settings
 from scheduler import release_phase, rollout
 from tests.harness import APPS
 
@@ -150,7 +150,9 @@ def test_stack_specs_have_digests_that_follow_their_content() -> None:
 
 
 def run_bin(name: str, script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BUILTIN_DIR / name / "bin" / script), *args], capture_output=True, text=True)
+    return subprocess.run(
+        [str(BUILTIN_DIR / name / "bin" / script), *args], capture_output=True, text=True, check=False
+    )
 
 
 @pytest.mark.parametrize(
@@ -196,11 +198,13 @@ def test_runner_init_starts_a_procfile_type(tmp_path: Path) -> None:
     script.write_text(init)
     script.chmod(0o755)
     env = {"PATH": "/usr/bin:/bin", "DYNO": "web.1"}
-    r = subprocess.run([str(script), "start", "web"], capture_output=True, text=True, env=env)
+    r = subprocess.run([str(script), "start", "web"], capture_output=True, text=True, env=env, check=False)
     assert (r.returncode, r.stdout) == (0, "web yes web.1\n")
-    r = subprocess.run([str(script), "start", "nope"], capture_output=True, text=True, env=env)
+    r = subprocess.run([str(script), "start", "nope"], capture_output=True, text=True, env=env, check=False)
     assert (r.returncode, r.stderr) == (1, "no process type 'nope' in the Procfile\n")
-    r = subprocess.run([str(script), "sh", "-c", "echo $HOME"], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [str(script), "sh", "-c", "echo $HOME"], capture_output=True, text=True, env=env, check=False
+    )
     assert r.stdout == f"{app}\n"
 
 
@@ -235,8 +239,8 @@ def test_release_spec() -> None:
 
 
 def test_local_buildpacks_only_from_allowed_directories(tmp_path: Path) -> None:
-    from core.errors import BuildError
     from builders.buildpack import check_local
+    from core.errors import BuildError
 
     allowed, state = tmp_path / "bps", tmp_path / "bps" / "state"
     (allowed / "mine").mkdir(parents=True)

@@ -42,6 +42,7 @@ def test_stack_image_builders() -> None:
         "deis/stack:bookworm",
     ]
 
+
 def test_mounts_under() -> None:
     mountinfo = (
         "22 1 0:21 / / rw - overlay overlay rw\n"
@@ -59,6 +60,7 @@ def test_mounts_under() -> None:
         "/var/lib/deis/stack-a/with space",
     ]
     assert images.mounts_under(Path("/elsewhere"), mountinfo) == []
+
 
 def test_ensure_stack_image_builds_imports_and_cleans_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -93,6 +95,7 @@ def test_ensure_stack_image_builds_imports_and_cleans_up(
         with contextlib.suppress(docker.errors.ImageNotFound):
             client.images.remove(image, force=True)
         client.close()
+
 
 def test_ensure_stack_image_reports_a_failed_debootstrap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

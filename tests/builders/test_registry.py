@@ -1,7 +1,7 @@
 import pytest
 
-from core.errors import ValidationError
 from builders.registry import blob_digests, blob_url, manifest_url, tags_url
+from core.errors import ValidationError
 
 
 def test_urls_of_the_registry_api() -> None:

@@ -1,8 +1,8 @@
 import pytest
 
-from core.errors import ValidationError
 from builders.dockerfile import build_kwargs, stream_lines
 from builders.source import parse_procfile
+from core.errors import ValidationError
 
 
 def test_parse_procfile() -> None:

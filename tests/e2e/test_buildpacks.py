@@ -42,7 +42,7 @@ def py_app(platform: Harness, admin: Key) -> tuple[str, Path, str]:
 
 
 def test_python_stdlib_app_builds_with_the_python_buildpack(platform: Harness, py_app) -> None:
-    app, work, out = py_app
+    app, _work, out = py_app
     assert "remote: -----> Python app detected" in out
     assert "remote: -----> No dependencies to install (requirements.txt is empty)" in out
     assert "remote:        Procfile declares types -> release, web" in out
@@ -57,7 +57,7 @@ def test_python_stdlib_app_builds_with_the_python_buildpack(platform: Harness, p
 
 
 def test_release_phase_runs_once_per_release(platform: Harness, admin: Key, py_app) -> None:
-    app, work, out = py_app
+    app, _work, out = py_app
     assert out.count("release phase of v2 with GREETING=") == 1
     assert "remote: -----> Running release command: echo" in out
     assert out.index("release phase of v2") < out.index("-----> Launching")
@@ -149,11 +149,22 @@ def test_procfile_only_app_with_a_worker(platform: Harness, admin: Key) -> None:
     assert platform.get(app, "/hello.txt") == (200, "hello from the Procfile\n")
     # The worker type starts through the runner too (scaling is another command's business).
     r = subprocess.run(
-        ["docker", "run", "--rm", "-e", "DYNO=worker.1", "-e", "GREETING=a b", image_of(f"{app}_v2.web.1")]
-        + ["start", "worker"],
+        [
+            "docker",
+            "run",
+            "--rm",
+            "-e",
+            "DYNO=worker.1",
+            "-e",
+            "GREETING=a b",
+            image_of(f"{app}_v2.web.1"),
+            "start",
+            "worker",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert (r.returncode, r.stdout) == (0, "worker started as worker.1 with GREETING=a b\n"), r.stderr
 
@@ -198,7 +209,7 @@ def test_custom_buildpack_from_a_local_git_repo(platform: Harness, admin: Key, t
     assert "remote: -----> Custom app detected" in out
     assert "remote: -----> Custom compile done" in out
     assert platform.get(app, "/message.txt") == (200, message)
-    status, listing = platform.get(app, "/env-files.txt")
+    _status, listing = platform.get(app, "/env-files.txt")
     assert listing.split() == ["BUILDPACK_URL", "MESSAGE"]
 
 

@@ -281,6 +281,7 @@ def test_client_helper_infers_the_app_and_quotes_arguments(platform: Harness, cr
             text=True,
             timeout=120,
             stdin=subprocess.DEVNULL,
+            check=False,
         )
 
     tricky = "two words, 'quotes' \"double\" $(id) `id` ; | & * \\ end"
@@ -302,6 +303,7 @@ def test_client_helper_infers_the_app_and_quotes_arguments(platform: Harness, cr
         env=env,
         capture_output=True,
         text=True,
+        check=False,
     )
     assert r.returncode == 2 and "no git remote named 'deis'" in r.stderr
     assert os.access(ROOT / "contrib" / "deis", os.X_OK)

@@ -203,7 +203,7 @@ def appliance_threads(h: Harness) -> int:
 def test_logs_follow_picks_up_new_containers_and_ends_on_hangup(
     platform: Harness, admin: Key, app: str
 ) -> None:
-    argv = platform.ssh_argv(admin) + ["git@127.0.0.1", "logs", "-f", "-n", "1", "--app", app]
+    argv = [*platform.ssh_argv(admin), "git@127.0.0.1", "logs", "-f", "-n", "1", "--app", app]
     follower = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -265,7 +265,7 @@ def test_run_under_a_pty_gets_the_terminal_size_and_its_changes(
     # ssh itself runs on a local pty of 33 rows x 101 columns, as a user's terminal would be.
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    argv = platform.ssh_argv(admin) + ["-t", "git@127.0.0.1", "run", "--app", app, "--", "sh", "-c"]
+    argv = [*platform.ssh_argv(admin), "-t", "git@127.0.0.1", "run", "--app", app, "--", "sh", "-c"]
     # docker 20.10 sizes the container's tty just after it started: give it a moment.
     script = "'tty; sleep 1; stty size; sleep 2; stty size; exit 3'"
     child = subprocess.Popen([*argv, script], stdin=slave, stdout=slave, stderr=slave)
@@ -303,7 +303,7 @@ def test_run_under_a_pty_gets_the_terminal_size_and_its_changes(
 
 
 def test_run_is_removed_when_the_client_hangs_up(platform: Harness, admin: Key, app: str) -> None:
-    argv = platform.ssh_argv(admin) + ["git@127.0.0.1", "run", "--app", app, "--", "sleep", "300"]
+    argv = [*platform.ssh_argv(admin), "git@127.0.0.1", "run", "--app", app, "--", "sleep", "300"]
     client = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

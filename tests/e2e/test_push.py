@@ -31,7 +31,7 @@ def deployed(platform: Harness, admin: Key):
 
 
 def test_first_push_builds_releases_runs_and_routes(platform: Harness, deployed) -> None:
-    app, work, r = deployed
+    app, _work, r = deployed
     out = r.stderr
     assert "remote: -----> Building Docker image (Dockerfile)" in out
     assert "remote: -----> Launching" in out
@@ -121,7 +121,7 @@ def test_other_branches_are_stored_not_deployed(platform: Harness, admin: Key, d
 
 
 def test_deleting_the_deploy_branch_is_refused(platform: Harness, admin: Key, deployed) -> None:
-    app, work, _ = deployed
+    _app, work, _ = deployed
     before = remote_ref(platform, work, admin)
     r = platform.push(work, admin, ":master")
     assert r.returncode != 0
@@ -130,7 +130,7 @@ def test_deleting_the_deploy_branch_is_refused(platform: Harness, admin: Key, de
 
 
 def test_empty_push_changes_nothing(platform: Harness, admin: Key, deployed) -> None:
-    app, work, _ = deployed
+    _app, work, _ = deployed
     r = platform.push(work, admin)
     assert r.returncode == 0
     assert "Everything up-to-date" in r.stderr

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import docker
 import pytest
 
 from appliance import services
+from core.names import ContainerName
 from gitserver.admin import appliance_service
 from releaser.store import Store
+from scheduler.base import ProcessSpec
+from scheduler.docker import DockerBackend
 from tests.harness import Harness, Key, unique
 from tests.load import Load
 
@@ -156,16 +160,29 @@ def test_old_release_images_are_collected_and_rollback_images_stay_in_the_regist
     client.images.pull(tags[0].rsplit(":", 1)[0], tag=tags[0].rsplit(":", 1)[1])
 
 
-def test_a_restart_interrupted_by_a_crash_is_cleaned_up(platform: Harness, app) -> None:
-    """What a crash mid-ps:restart leaves: the old container renamed aside, no replacement yet."""
+def test_a_restart_interrupted_by_a_crash_is_cleaned_up(platform: Harness, admin: Key, app) -> None:
+    """What a crash mid-ps:restart leaves: the old container moved aside (an older platform named it
+    NAME.retiring), then maybe its replacement beside it. Alone, the moved one is still the process
+    and keeps serving; beside a replacement, the older of the two is removed once the newer serves."""
     name, _ = app
     c = container(platform, name)
     c.rename(f"{c.name}.retiring")
-    deadline = time.monotonic() + 15
+    platform.wait_steady(name)
+    r = platform.ssh(admin, "ps", "--json", "--app", name)
+    assert r.returncode == 0, r.stderr
+    assert [(p["process"], p["state"]) for p in json.loads(r.stdout)] == [("cmd.1", "running")]
+    env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
+    parsed = ContainerName.parse(c.name)
+    assert parsed is not None
+    spec = ProcessSpec(parsed, c.attrs["Config"]["Image"], None, env, port=int(env["PORT"]))
+    replacement = DockerBackend(str(platform.settings.state_dir)).start(spec)  # then the crash
     client = docker.from_env()
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         left = client.containers.list(all=True, filters={"name": f"{c.name}.retiring"})
-        if not left and platform.containers(name) == [c.name]:
+        if not left and [x.id for x in client.containers.list(filters={"name": f"^/{c.name}$"})] == [
+            replacement.id
+        ]:
             break
         time.sleep(0.2)
     assert client.containers.list(all=True, filters={"name": f"{c.name}.retiring"}) == []

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from builders.image import Reference, exposed_port, parse_reference
 from core.errors import NotFound, UsageError, ValidationError
 from core.names import ContainerName
+from core.records import Build, Release
 from core.settings import Settings
-from builders.image import Reference, exposed_port, parse_reference
 from gitserver.commands import registry
 from gitserver.commands.limits import parse_cpu, parse_memory, set_limits, unset_limits
 from gitserver.commands.tags import apply_tags
-from core.records import Build, Release
 from scheduler.base import ProcessSpec
 from scheduler.docker import one_off_argv, run_kwargs
 from scheduler.rollout import Deployment, plan
@@ -94,7 +94,9 @@ def test_limits_reach_the_container_spec_and_docker() -> None:
     kw = run_kwargs(spec, "p", None)
     assert (kw["mem_limit"], kw["cpu_shares"]) == (64 << 20, 512)
     argv = one_off_argv(spec, "p", interactive=False, tty=False)
-    assert argv[argv.index("--memory") + 1] == f"{64 << 20}b" and argv[argv.index("--cpu-shares") + 1] == "512"
+    assert (
+        argv[argv.index("--memory") + 1] == f"{64 << 20}b" and argv[argv.index("--cpu-shares") + 1] == "512"
+    )
 
 
 def test_image_references_must_be_in_the_platform_registry() -> None:
@@ -145,11 +147,11 @@ def test_commands_are_registered_with_examples() -> None:
     ]
     for name in names:
         assert registry.lookup(name).examples, name
-    cmd, args = registry.parse(
+    _cmd, args = registry.parse(
         ["builds:create", "127.0.0.1:1/x:y", "--procfile", "web: a b", "--procfile", "w: c"]
     )
     assert args.procfile == ["web: a b", "w: c"]
-    cmd, args = registry.parse(["limits:set", "--cpu", "web=512"])
+    _cmd, args = registry.parse(["limits:set", "--cpu", "web=512"])
     assert (args.cpu, args.items) == (True, ["web=512"])
     assert registry.lookup("config:push").stdin
     assert "does not place by tags yet" in registry.lookup("tags:set").summary

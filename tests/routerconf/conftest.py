@@ -6,6 +6,7 @@ not depend on pytest's import mode or on this directory being on sys.path."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import Settings
 from core import proc
+from core.settings import Settings
 from routerconf import Router
 from tests.pki import TestCA
 
@@ -181,18 +182,14 @@ class RouterTracker:
     def cleanup(self) -> None:
         for r in self.routers:
             self.note(r)
-            try:
+            with contextlib.suppress(Exception):  # the kill below is the fallback
                 r.stop()
-            except Exception:  # the kill below is the fallback
-                pass
         for pid in self.pids:
             if proc.alive(pid) and "nginx: master process" in proc.cmdline(pid):
                 workers = proc.children(pid)
                 for p in (pid, *workers):
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(p, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
 
 
 @pytest.fixture

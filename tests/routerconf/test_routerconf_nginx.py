@@ -14,9 +14,9 @@ from collections.abc import Callable
 import pytest
 
 import routerconf.router
+from core import proc
 from core.errors import RouterError, ServiceError, ValidationError
 from core.settings import Settings
-from core import proc
 from routerconf import Router, render_main
 
 HOST = "myapp.localhost"
@@ -237,10 +237,9 @@ def test_publish_before_start(settings: Settings, tracker, backend, http_get: Ca
     r.publish("myapp", [backend.endpoint])
     assert not r.running()
     assert (settings.nginx_dir / "apps" / "myapp.conf").exists()
-    with pytest.raises(RouterError):
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(routerconf.router, "render_app", lambda *a, **k: "server { bogus_directive; }\n")
-            r.publish("other", [])
+    with pytest.raises(RouterError), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(routerconf.router, "render_app", lambda *a, **k: "server { bogus_directive; }\n")
+        r.publish("other", [])
     assert not (settings.nginx_dir / "apps" / "other.conf").exists()
     r.start()
     tracker.note(r)

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
+from core import proc
 from core.errors import DeisError, RouterError
 from core.settings import Settings
-from core import proc
 from routerconf import Router, tls
 from routerconf.site import Cert, Site
 

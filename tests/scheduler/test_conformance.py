@@ -180,7 +180,9 @@ def test_a_one_off_stopped_by_name_returns(setup: tuple[Backend, Programs]) -> N
     one = ProcessSpec(ContainerName(app_name(), 2, "run", 1), image, command, {})
     devnull = os.open(os.devnull, os.O_WRONLY)
     result: list[int] = []
-    worker = threading.Thread(target=lambda: result.append(backend.run_attached(one, Stdio(None, devnull, devnull))))
+    worker = threading.Thread(
+        target=lambda: result.append(backend.run_attached(one, Stdio(None, devnull, devnull)))
+    )
     worker.start()
     try:
         wait(lambda: backend.inspect(str(one.name)) is not None)

@@ -47,3 +47,12 @@ def test_container_names_round_trip() -> None:
     assert ContainerName.parse("/myapp_v2.web.1") == n
     assert ContainerName.parse("my-app_v10.worker_x.3") == ContainerName("my-app", 10, "worker_x", 3)
     assert ContainerName.parse("registry") is None
+
+
+def test_memory_sizes_as_limits_keep_them() -> None:
+    from core.names import memory_bytes
+
+    assert memory_bytes("512m") == 512 << 20
+    assert memory_bytes("1g") == 1 << 30 and memory_bytes("1024k") == 1 << 20 and memory_bytes("77") == 77
+    with pytest.raises(ValidationError):
+        memory_bytes("lots")

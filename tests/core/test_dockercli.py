@@ -1,0 +1,42 @@
+"""Docker command lines are data: compared exactly, values kept as they are (no shell anywhere)."""
+
+from __future__ import annotations
+
+from core import dockercli
+from core.dockercli import Mount, Run
+
+
+def test_run_with_everything() -> None:
+    argv = dockercli.run(
+        Run(
+            image="img:1",
+            command=["sh", "-c", "echo $X"],
+            name="a_v1.run.1",
+            labels={"io.deis.app": "a"},
+            env={"X": "it's $(not) `run`\nkept"},
+            mounts=[Mount("/host/a", "/a"), Mount("/host/b", "/b", read_only=True)],
+            init=True,
+            interactive=True,
+            tty=True,
+            pull_never=True,
+            memory=64 << 20,
+            cpu_shares=512,
+        )
+    )
+    assert argv == [
+        "docker", "run", "--rm", "--init", "--pull", "never", "--name", "a_v1.run.1",
+        "--label", "io.deis.app=a", "-i", "-t", "--memory", "67108864b", "--cpu-shares", "512",
+        "-v", "/host/a:/a", "-v", "/host/b:/b:ro", "-e", "X=it's $(not) `run`\nkept",
+        "img:1", "sh", "-c", "echo $X",
+    ]  # fmt: skip
+
+
+def test_run_minimal_keeps_the_container() -> None:
+    assert dockercli.run(Run(image="img", remove=False)) == ["docker", "run", "img"]
+
+
+def test_remove_and_import() -> None:
+    assert dockercli.remove_force("c") == ["docker", "rm", "-f", "c"]
+    assert dockercli.import_("deis/stack:bookworm", ['ENTRYPOINT ["/x"]']) == [
+        "docker", "import", "--change", 'ENTRYPOINT ["/x"]', "-", "deis/stack:bookworm",
+    ]  # fmt: skip
