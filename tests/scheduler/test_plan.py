@@ -60,3 +60,15 @@ def test_healthcheck_from_config() -> None:
         {"HEALTHCHECK_URL": "/health", "HEALTHCHECK_TIMEOUT": "5", "HEALTHCHECK_INITIAL_DELAY": "1.5"}, 30
     )
     assert hc == HealthCheck("/health", 5.0, 1.5)
+
+
+def test_the_backend_is_chosen_by_name() -> None:
+    import pytest
+
+    import scheduler
+    from core.errors import ValidationError
+    from scheduler.docker import DockerBackend
+
+    assert isinstance(scheduler.create("docker", platform="/state"), DockerBackend)
+    with pytest.raises(ValidationError, match="unknown scheduler 'x'; choose docker"):
+        scheduler.create("x", platform="/state")
