@@ -41,6 +41,34 @@ class Run:
     pull_never: bool = False  # only local images (no registry is asked)
     memory: int | None = None  # bytes
     cpu_shares: int | None = None
+    # Confinement (tenant code runs in most containers the platform starts).
+    network: str | None = None  # --network NAME
+    user: str | None = None  # --user UID[:GID]
+    cap_drop: Sequence[str] = ()  # --cap-drop ALL, NET_RAW, ...
+    cap_add: Sequence[str] = ()
+    security_opt: Sequence[str] = ()  # no-new-privileges, ...
+    pids_limit: int | None = None
+    env_file: str | None = None  # --env-file PATH: values stay out of argv (and /proc/PID/cmdline)
+    workdir: str | None = None
+
+
+def _confinement(r: Run) -> list[str]:
+    argv: list[str] = []
+    if r.network:
+        argv += ["--network", r.network]
+    if r.user:
+        argv += ["--user", r.user]
+    for cap in r.cap_drop:
+        argv += ["--cap-drop", cap]
+    for cap in r.cap_add:
+        argv += ["--cap-add", cap]
+    for opt in r.security_opt:
+        argv += ["--security-opt", opt]
+    if r.pids_limit:
+        argv += ["--pids-limit", str(r.pids_limit)]
+    if r.workdir:
+        argv += ["--workdir", r.workdir]
+    return argv
 
 
 def run(r: Run) -> list[str]:
@@ -63,8 +91,11 @@ def run(r: Run) -> list[str]:
         argv += ["--memory", f"{r.memory}b"]
     if r.cpu_shares:
         argv += ["--cpu-shares", str(r.cpu_shares)]
+    argv += _confinement(r)
     for mount in r.mounts:
         argv += ["-v", mount.arg()]
+    if r.env_file:
+        argv += ["--env-file", r.env_file]
     for key, value in r.env.items():
         argv += ["-e", f"{key}={value}"]
     return [*argv, r.image, *r.command]

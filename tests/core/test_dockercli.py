@@ -40,3 +40,24 @@ def test_remove_and_import() -> None:
     assert dockercli.import_("deis/stack:bookworm", ['ENTRYPOINT ["/x"]']) == [
         "docker", "import", "--change", 'ENTRYPOINT ["/x"]', "-", "deis/stack:bookworm",
     ]  # fmt: skip
+
+
+def test_run_confined() -> None:
+    argv = dockercli.run(
+        Run(
+            image="img",
+            network="deis-app-a",
+            user="1000:1000",
+            cap_drop=["ALL"],
+            cap_add=["CHOWN"],
+            security_opt=["no-new-privileges"],
+            pids_limit=256,
+            env_file="/state/run/env/x",
+            workdir="/app",
+        )
+    )
+    assert argv == [
+        "docker", "run", "--rm", "--network", "deis-app-a", "--user", "1000:1000", "--cap-drop", "ALL",
+        "--cap-add", "CHOWN", "--security-opt", "no-new-privileges", "--pids-limit", "256",
+        "--workdir", "/app", "--env-file", "/state/run/env/x", "img",
+    ]  # fmt: skip
