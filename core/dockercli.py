@@ -72,25 +72,22 @@ def _confinement(r: Run) -> list[str]:
 
 
 def run(r: Run) -> list[str]:
-    argv = [DOCKER, "run"]
-    if r.remove:
-        argv.append("--rm")
-    if r.init:
-        argv.append("--init")
-    if r.pull_never:
-        argv += ["--pull", "never"]
-    if r.name:
-        argv += ["--name", r.name]
+    flags = [
+        (r.remove, ["--rm"]),
+        (r.init, ["--init"]),
+        (r.pull_never, ["--pull", "never"]),
+        (bool(r.name), ["--name", str(r.name)]),
+    ]
+    argv = [DOCKER, "run", *(arg for on, args in flags if on for arg in args)]
     for key, value in r.labels.items():
         argv += ["--label", f"{key}={value}"]
-    if r.interactive:
-        argv.append("-i")
-    if r.tty:
-        argv.append("-t")
-    if r.memory:
-        argv += ["--memory", f"{r.memory}b"]
-    if r.cpu_shares:
-        argv += ["--cpu-shares", str(r.cpu_shares)]
+    flags = [
+        (r.interactive, ["-i"]),
+        (r.tty, ["-t"]),
+        (bool(r.memory), ["--memory", f"{r.memory}b"]),
+        (bool(r.cpu_shares), ["--cpu-shares", str(r.cpu_shares)]),
+    ]
+    argv += [arg for on, args in flags if on for arg in args]
     argv += _confinement(r)
     for mount in r.mounts:
         argv += ["-v", mount.arg()]
