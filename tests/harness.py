@@ -82,13 +82,17 @@ class Harness:
         return self
 
     def down(self) -> None:
+        # The appliance goes first: its reconciler would start again every container removed while
+        # it still runs (how a whole suite used to leave five apps running behind it).
         try:
-            self.remove_containers()
-        finally:
             services.stop(appliance_service(self.settings), self.settings, self.out)
-            Router(self.settings).stop()
-            services.down_services(self.settings, self.out)
-            self.remove_images()
+        finally:
+            try:
+                self.remove_containers()
+            finally:
+                Router(self.settings).stop()
+                services.down_services(self.settings, self.out)
+                self.remove_images()
 
     def remove_containers(self) -> None:
         client = docker.from_env()
