@@ -137,6 +137,32 @@ class Service:
     setup: Callable[[], None] | None = None
 
 
+# The daemons' own pidfiles. After a reboot or a restored snapshot one may name a PID that another process
+# now has, and dockerd then refuses to start ("pid file found, ensure docker is not running").
+DAEMON_PIDFILES = {
+    Path("/var/run/docker.pid"): "dockerd",
+    Path("/var/run/docker/containerd/containerd.pid"): "containerd",
+}
+
+
+def remove_stale_pidfiles(pidfiles: dict[Path, str] = DAEMON_PIDFILES) -> list[Path]:
+    """Remove each pidfile whose PID is not a live process of its program; returns those removed."""
+    removed = []
+    for path, program in pidfiles.items():
+        if not path.exists():
+            continue
+        pid = _read_pid(path)
+        if pid is not None and alive(pid) and runs(pid, program):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _before_dockerd() -> None:
+    remove_stale_pidfiles()
+
+
 def dockerd_service(settings: Settings) -> Service:
     return Service(
         name="dockerd",
@@ -148,6 +174,7 @@ def dockerd_service(settings: Settings) -> Service:
         ready_timeout=30.0,
         # dockerd stops running containers (10 s each by default) before it exits.
         stop_grace=60.0,
+        setup=_before_dockerd,
     )
 
 

@@ -301,3 +301,26 @@ def test_ensure_dockerd_and_stack_image_leave_a_running_setup_alone(tmp_path: Pa
 def test_status_says_what_is_down(tmp_path: Path) -> None:
     state = services.status(Settings(state_dir=tmp_path))
     assert state["etcd"] is False and state["registry"] is False
+
+
+def test_stale_daemon_pidfiles_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    """A restored snapshot leaves /var/run/docker.pid naming a PID another process now has: dockerd
+    would refuse to start. Only a pidfile whose PID runs that very program is kept."""
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        reused = tmp_path / "docker.pid"  # a live PID, but not dockerd
+        reused.write_text(f"{sleeper.pid}\n")
+        dead = tmp_path / "gone.pid"
+        dead.write_text("999999999\n")
+        garbage = tmp_path / "garbage.pid"
+        garbage.write_text("not a pid\n")
+        live = tmp_path / "sleep.pid"  # the program it names: kept
+        live.write_text(f"{sleeper.pid}\n")
+        pidfiles = {reused: "dockerd", dead: "dockerd", garbage: "containerd", live: "sleep"}
+        pidfiles[tmp_path / "absent.pid"] = "dockerd"
+        removed = services.remove_stale_pidfiles(pidfiles)
+        assert sorted(removed) == sorted([reused, dead, garbage])
+        assert live.exists() and not reused.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
