@@ -11,6 +11,7 @@
     │   └── HealthCheckFailed
     ├── RouterError           nginx refused the rendered config
     └── ServiceError          a backing service (etcd, docker, registry, nginx) failed or is unreachable
+        └── StoreUnavailable  etcd does not answer: "try again shortly"
 
 Third-party errors are converted once, where they happen (``raise ServiceError(...) from exc``).
 """
@@ -68,3 +69,11 @@ class RouterError(DeisError):
 
 class ServiceError(DeisError):
     pass
+
+
+class StoreUnavailable(ServiceError):
+    """etcd does not answer: transient (it restarts under supervision), so users are told to retry."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("platform state store unavailable, try again shortly")
+        self.detail = detail

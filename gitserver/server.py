@@ -20,7 +20,7 @@ from typing import IO, Any, cast
 import asyncssh
 
 from appliance.platform import Platform
-from core.errors import DeisError, NotFound, UsageError
+from core.errors import DeisError, NotFound, StoreUnavailable, UsageError
 from gitserver import channels, cli, commands, repos
 from hooks import service as hook_service
 from releaser import apps
@@ -64,13 +64,19 @@ class _Auth(asyncssh.SSHServer):
         return True
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        user = await asyncio.to_thread(apps.user_for_key, self.store, key.get_fingerprint("sha256"))
+        assert self.conn is not None
+        try:
+            user = await asyncio.to_thread(apps.user_for_key, self.store, key.get_fingerprint("sha256"))
+        except StoreUnavailable as exc:
+            # The key cannot be checked. Letting the session open is the only way to tell the user why
+            # (a refused login reads "Connection closed"); `handle` then runs nothing, prints and exits 1.
+            self.conn.set_extra_info(deis_unavailable=exc.message)
+            return True
         if user is None:
             self.failures += 1
-            if self.failures >= MAX_AUTH_FAILURES and self.conn is not None:
+            if self.failures >= MAX_AUTH_FAILURES:
                 self.conn.close()
             return False
-        assert self.conn is not None
         self.conn.set_extra_info(deis_user=user)
         return True
 
@@ -132,6 +138,9 @@ class Appliance:
         stderr = cast(IO[str], _ChannelText(loop, process.stderr.write))
         code = 1
         try:
+            unavailable = process.get_extra_info("deis_unavailable")
+            if unavailable:
+                raise StoreUnavailable(unavailable)
             user = await asyncio.to_thread(self._user, process.get_extra_info("deis_user"))
             line = process.command
             if line is None:

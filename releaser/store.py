@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import etcd
 
-from core.errors import ServiceError
+from core.errors import ServiceError, StoreUnavailable
 
 ROOT = "/deis"
 
@@ -24,7 +24,7 @@ def _converted(what: str) -> Iterator[None]:
     try:
         yield
     except etcd.EtcdConnectionFailed as exc:
-        raise ServiceError(f"etcd is unreachable ({what}): is the platform up?") from exc
+        raise StoreUnavailable(f"etcd is unreachable ({what})") from exc
     except (etcd.EtcdKeyNotFound, etcd.EtcdAlreadyExist, etcd.EtcdCompareFailed):
         raise
     except etcd.EtcdException as exc:
