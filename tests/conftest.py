@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from appliance import services
 from core.output import Output
 from core.settings import Settings
 from releaser.store import Store
+from tests import harness
 from tests.harness import Harness, Key
 
 
@@ -52,3 +54,25 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         yield Store(s.etcd_url)
     finally:
         services.stop(etcd, s, Output(io.StringIO()))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    harness.OWN_PREFIXES.add(str(session.config._tmp_path_factory.getbasetemp()) + os.sep)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture is torn down: the run must leave no container, network, volume or image of its
+    own behind, even when tests failed. Fails the run (and says what is left) otherwise."""
+    if getattr(session.config, "workerinput", None) is not None or not (
+        harness.OWN_PLATFORMS or harness.OWN_REGISTRIES
+    ):
+        return
+    try:
+        left = harness.leftovers()
+    except Exception as exc:  # no dockerd: nothing of ours can be left either
+        left = [] if "docker" in type(exc).__module__ else [f"could not list: {exc}"]
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("the test run left behind: " + ", ".join(left), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -71,6 +71,8 @@ class Harness:
             # The tests' own buildpack repositories live beside the platform, in pytest's temp root.
             local_buildpacks=str(self.root.parent),
         )
+        own(str(self.settings.state_dir))
+        OWN_REGISTRIES.add(self.settings.registry)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self) -> Harness:
@@ -288,6 +290,39 @@ class Harness:
             all=True, filters={"label": [f"{LABEL_PLATFORM}={self.settings.state_dir}", f"io.deis.app={app}"]}
         )
         return sorted(c.name for c in found)
+
+
+# What this test run made: platform labels (a harness's state dir, a conformance backend's name) and
+# registry addresses. `leftovers` checks them once the whole run is over (tests/conftest.py).
+OWN_PLATFORMS: set[str] = set()
+OWN_REGISTRIES: set[str] = set()
+OWN_PREFIXES: set[str] = set()  # pytest's temp root: every state dir a test made lies below it
+
+
+def own(platform: str) -> str:
+    OWN_PLATFORMS.add(platform)
+    return platform
+
+
+def leftovers() -> list[str]:
+    """Every container, network, volume and image this run made that is still there."""
+    client = docker.from_env()
+    found: list[str] = []
+    labelled = {
+        "container": lambda: client.containers.list(all=True, filters={"label": LABEL_PLATFORM}),
+        "network": lambda: client.networks.list(filters={"label": LABEL_PLATFORM}),
+        "volume": lambda: client.volumes.list(filters={"label": LABEL_PLATFORM}),
+        "image": lambda: client.images.list(all=True, filters={"label": LABEL_PLATFORM}),
+    }
+    for kind, listing in labelled.items():
+        for thing in listing():
+            labels = thing.attrs.get("Labels") or (thing.attrs.get("Config") or {}).get("Labels") or {}
+            platform = str(labels.get(LABEL_PLATFORM, ""))
+            if platform in OWN_PLATFORMS or any(platform.startswith(p) for p in OWN_PREFIXES):
+                found.append(f"{kind} {getattr(thing, 'name', None) or thing.short_id}")
+    for image in client.images.list():
+        found += [f"image {tag}" for tag in image.tags if tag.split("/", 1)[0] in OWN_REGISTRIES]
+    return sorted(set(found))
 
 
 def unique(prefix: str) -> str:

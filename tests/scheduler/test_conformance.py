@@ -21,6 +21,7 @@ from core.names import ContainerName
 from scheduler.base import Backend, ProcessSpec, Stdio
 from scheduler.docker import DockerBackend
 from scheduler.memory import MemoryBackend, Program
+from tests.harness import own
 
 STACK = "deis/stack:bookworm"
 SERVE = (
@@ -48,7 +49,7 @@ def docker_backend() -> tuple[Backend, Programs]:
         printer=(STACK, ["sh", "-c", 'printf %s "$K"; exit 7']),
         sleeper=(STACK, ["sleep", "60"]),
     )
-    return DockerBackend(f"conformance-{uuid.uuid4().hex[:8]}"), programs
+    return DockerBackend(own(f"conformance-{uuid.uuid4().hex[:8]}")), programs
 
 
 def memory_backend() -> tuple[Backend, Programs]:
