@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from gitserver.commands import registry
-from tests.e2e.traces import people, traces
+from tests.e2e.traces import people, settled_traces
 from tests.harness import Harness, Key, unique
 from tests.pki import TestCA
 
@@ -220,7 +220,7 @@ def changes(before: object, after: object, path: str = "") -> list[str]:
 def test_matrix(world: World, name: str) -> None:
     run, expected = TABLE[name]
     for role in ROLES:
-        before = (traces(world.h, world.app), people(world.h))
+        before = (settled_traces(world.h, world.app), people(world.h))
         r = run(world, role)
         outcome = expected[role]
         where = f"{name} as {role}: rc={r.returncode}\n{r.stdout}\n{r.stderr}"
@@ -228,7 +228,7 @@ def test_matrix(world: World, name: str) -> None:
             assert r.returncode == 0, where
             continue
         assert r.returncode != 0, where
-        after = (traces(world.h, world.app), people(world.h))
+        after = (settled_traces(world.h, world.app), people(world.h))
         assert after == before, f"{where}\nchanged: {changes(before, after)}"
         if name.startswith("git-"):
             assert r.stderr.startswith(" !     "), where

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.traces import people, traces
+from tests.e2e.traces import people, settled_traces, traces
 from tests.harness import ROOT, Harness, Key, unique
 
 pytestmark = pytest.mark.e2e
@@ -114,7 +114,7 @@ def test_perms_owner_manages_collaborators_collaborator_cannot(
     owner, collab, stranger = (crew.keys[n] for n in (crew.owner, crew.collab, crew.stranger))
     r = platform.ssh(collab, "perms:list", "--app", app, "--json")
     assert json.loads(r.stdout) == {"app": app, "owner": crew.owner, "collaborators": [crew.collab]}
-    before = traces(platform, app)
+    before = settled_traces(platform, app)
     refused(
         platform.ssh(collab, "perms:create", crew.stranger, "--app", app),
         f"only the owner of {app} ({crew.owner}) or an admin may add collaborators",
@@ -125,7 +125,7 @@ def test_perms_owner_manages_collaborators_collaborator_cannot(
         platform.ssh(owner, "perms:create", crew.collab, "--app", app),
         f"{crew.collab} is already a collaborator on {app}",
     )
-    assert traces(platform, app) == before
+    assert settled_traces(platform, app) == before
 
     r = platform.ssh(owner, "perms:create", crew.stranger, "--app", app)
     assert r.returncode == 0, r.stderr
@@ -226,7 +226,7 @@ def test_admin_adds_a_key_for_a_new_user_and_lists_all(platform: Harness, admin:
 # -- apps:destroy -----------------------------------------------------------------------------------
 def test_destroy_refusals_change_nothing(platform: Harness, crew: Crew, deployed: tuple[str, Path]) -> None:
     app, _ = deployed
-    before = traces(platform, app)
+    before = settled_traces(platform, app)
     assert before["containers"] and len(before["registry_tags"]) == 2 and before["repo"]
     assert before["nginx"] and before["nginx_log"]
     owner = crew.keys[crew.owner]
@@ -241,7 +241,7 @@ def test_destroy_refusals_change_nothing(platform: Harness, crew: Crew, deployed
     )
     refused(platform.ssh(owner, "apps:destroy", app), confirm, code=2)
     refused(platform.ssh(owner, "apps:destroy", app, "--confirm", "other"), confirm, code=2)
-    assert traces(platform, app) == before
+    assert settled_traces(platform, app) == before
     assert platform.get(app) == (200, "second\n")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -57,6 +58,17 @@ def traces(h: Harness, app: str) -> dict[str, Any]:
         "nginx": (h.settings.nginx_dir / "apps" / f"{app}.conf").exists(),
         "nginx_log": (h.settings.nginx_dir / "logs" / f"{app}.access.log").exists(),
     }
+
+
+def settled_traces(h: Harness, app: str, timeout: float = 30) -> dict[str, Any]:
+    """`traces` once no one holds the app's lock: the reconciler may briefly take it after a deploy
+    (tidying what the deploy retired), which is not a change anybody made."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = traces(h, app)
+        if not found["lock"] or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.1)
 
 
 def people(h: Harness) -> dict[str, Any]:
