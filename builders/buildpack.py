@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -356,14 +357,27 @@ def _check_exit(code: int, mode: str, chosen: list[Buildpack], work: Path) -> No
             )
         raise BuildError("the app is not compatible with the buildpack it names (see above)")
     if code in (COMPILE_FAILED, RELEASE_FAILED):
-        failed = (work / "out" / "failed").read_text().strip() if (work / "out" / "failed").exists() else ""
+        failed = _read_small(work / "out" / "failed", 16)
         name = chosen[int(failed)].name if failed.isdigit() and int(failed) < len(chosen) else "the buildpack"
         step = "compile" if code == COMPILE_FAILED else "release"
-        raise BuildError(f"{name}: bin/{step} failed (see its output above)")
+        said = _read_small(work / "out" / "error")
+        raise BuildError(f"{name}: {said}" if said else f"{name}: bin/{step} failed (see its output above)")
     if code == 125:  # docker's own failure, before the driver ran
         raise BuildError(f"cannot start the slugbuilder (is {stacks.BUILDER_IMAGE} made? deis stacks:build)")
     if code != 0:
         raise BuildError(f"the slug compiler exited with status {code}")
+
+
+def _read_small(path: Path, limit: int = 4096) -> str:
+    """A file the build wrote, as one line of at most `limit` bytes (the build controls it: no link)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return " ".join(f.read(limit).decode("utf-8", "replace").split())
 
 
 def _discover(work: Path, procfile: dict[str, str], out: Output) -> dict[str, str]:
