@@ -24,7 +24,8 @@ def pushed(h: Harness, work: Path, key: Key) -> str:
 
 
 def errors(out: str) -> list[str]:
-    return [line for line in out.splitlines() if line.startswith("remote:  !") or line.startswith(" !")]
+    # git pads sideband lines with spaces
+    return [line.rstrip() for line in out.splitlines() if line.startswith("remote:  !")]
 
 
 def rejected(h: Harness, work: Path, key: Key, files: dict[str, str]) -> str:
