@@ -49,6 +49,7 @@ def appliance_service(settings: Settings) -> services.Service:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    before = settings.to_dict()
     for name in (
         "ssh_host",
         "ssh_port",
@@ -70,6 +71,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     seed_registry(settings, out)
     out.step(f"Starting the router (nginx) on port {settings.http_port}")
     Router(settings).start()
+    restart_if_changed(settings, before, out)
     out.step(f"Starting the appliance (SSH) on port {settings.ssh_port}")
     services.start(appliance_service(settings), settings, out)
     store = Store(settings.etcd_url)
@@ -84,6 +86,15 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.detail(f"commands:        ssh -p {port} git@HOST help")
     out.detail(f"apps answer at:  {settings.app_url('APP')}")
     return 0
+
+
+def restart_if_changed(settings: Settings, before: dict[str, object], out: Output) -> None:
+    """The appliance reads the settings once, at its start (builds run in it): a running one is stopped
+    when they changed, so the start that follows serves the new ones (apps keep serving meanwhile)."""
+    service = appliance_service(settings)
+    if settings.to_dict() != before and services.running_pid(service, settings) is not None:
+        out.step("Restarting the appliance: its settings changed")
+        services.stop(service, settings, out)
 
 
 def apply_build_options(settings: Settings, args: argparse.Namespace) -> None:

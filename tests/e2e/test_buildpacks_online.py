@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance import services
+from gitserver.admin import appliance_service, restart_if_changed
 from tests.e2e.buildpack_apps import commit_files
 from tests.harness import Harness, Key, unique
 
@@ -194,3 +196,47 @@ def test_python_lockfiles(platform: Harness, admin: Key, fixture: str, installed
     assert f"remote: -----> {installed}" in out
     assert "Successfully installed blinker-1.9.0" in out
     assert platform.get(app) == (200, "blinker ok, six False\n")  # the dev group is left out
+
+
+def reconfigure(h: Harness, build_env: tuple[str, ...]) -> None:
+    before = h.settings.to_dict()
+    h.settings.build_env = build_env
+    h.settings.save()
+    restart_if_changed(h.settings, before, h.out)
+    services.start(appliance_service(h.settings), h.settings, h.out)
+
+
+def test_operator_build_env_and_ca_bundle_reach_the_build(
+    platform: Harness, admin: Key, tmp_path: Path
+) -> None:
+    """`deis up --build-env K=V` (saved settings, read by every push) and the CA bundle's mount."""
+    bp = tmp_path / "buildpack"
+    (bp / "bin").mkdir(parents=True)
+    scripts = {
+        "detect": "#!/bin/sh\necho Env\n",
+        "compile": '#!/bin/sh\necho "mirror=$PIP_INDEX_URL proxy=$https_proxy"\n'
+        "for v in PIP_CERT NODE_EXTRA_CA_CERTS SSL_CERT_FILE GIT_SSL_CAINFO REQUESTS_CA_BUNDLE; do\n"
+        '  eval "echo $v=\\$$v"; done\nhead -n 1 "$SSL_CERT_FILE"\n'
+        'touch "$SSL_CERT_FILE" 2>/dev/null && echo writable || echo read-only\n',
+        "release": "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n"
+        "  web: python3 -m http.server $PORT\\n'\n",
+    }
+    for name, text in scripts.items():
+        (bp / "bin" / name).write_text(text)
+        (bp / "bin" / name).chmod(0o755)
+    saved = platform.settings.build_env
+    # what `deis up --build-env ...` does with a running platform: save, restart the appliance
+    reconfigure(platform, ("PIP_INDEX_URL=https://mirror.invalid/simple", "https_proxy=http://proxy:1"))
+    try:
+        app = unique("bpenv")
+        assert platform.ssh(admin, "apps:create", app).returncode == 0
+        assert platform.ssh(admin, "config:set", "--app", app, f"BUILDPACK_URL={bp}").returncode == 0
+        out = pushed(platform, platform.checkout("bp-static", app), admin)
+    finally:
+        reconfigure(platform, saved)
+    said = [line.rstrip() for line in out.splitlines()]  # git pads sideband lines with spaces
+    assert "remote: mirror=https://mirror.invalid/simple proxy=http://proxy:1" in said
+    for var in ("PIP_CERT", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "GIT_SSL_CAINFO", "REQUESTS_CA_BUNDLE"):
+        assert f"remote: {var}=/etc/deis/build-ca.pem" in said
+    assert "remote: -----BEGIN CERTIFICATE-----" in said
+    assert "remote: read-only" in said
