@@ -1,16 +1,19 @@
-"""Buildpack builds, cold against warm: how much the per-app build cache saves, and slug sizes.
+"""Buildpack apps from PyPI and npm: cold and warm push-to-live beside a bare install on the host.
 
-    python -m benchmarks.buildpack_build [--runs N]
+    python benchmarks/buildpack_build.py [--runs 3]
 
-A whole platform on free ports (tests.harness), then for the Python app with a vendored wheel and
-the Node.js app with a vendored package: `builders.build()` (compile in the slugbuilder, slug,
-slugrunner image, push to the registry) timed with
+A whole platform on free ports (tests.harness); the Flask app (requirements.txt) and the Express app
+(package.json + package-lock.json) of tests/fixtures/apps, each pushed with stock git, timed from
+`git push` to the new content served through the router:
 
-    cold  the app's build cache purged first (pip / npm install run)
-    warm  the cache kept from the build before (dependencies restored), a source file changed
+    cold  the app's build cache purged first (pip / npm ci download everything)
+    warm  the cache kept (dependencies restored), a source file changed
 
-each on a new commit. A first build of another app runs before the figures, so the registry already
-holds the slugrunner's base layers (that one-off push is reported apart). Prints a table and JSON.
+and, in the same run, the same install on the host with no cache: `pip install --target DIR -r
+requirements.txt` (the platform's venv pip, pip's config files ignored) and `npm ci` (a fresh
+cache directory). Targets (issue 14): warm <= 2 s, cold <= 1.5 x the bare install. A first push of a
+static app runs before the figures, so the registry already holds the slugrunner's layers. Prints a
+table and JSON; removes everything it made.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,108 +32,105 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from builders import build as build_image
+from benchmarks.push_to_live import push_to_live
 from builders import buildpack
 from core.output import Output
-from tests.e2e.buildpack_apps import python_dep_checkout
-from tests.harness import Harness, unique
+from tests.harness import APPS, Harness, Key, unique
+
+# fixture, the file whose greeting changes per push, the greeting in it, what the app adds after it
+APPS_UNDER_TEST = {
+    "flask": ("bp-flask", "app.py", "hello from flask", ""),
+    "express": ("bp-express", "server.js", "hello from express", " production"),
+}
 
 
-def timed_build(h: Harness, app: str, work: Path, n: int) -> tuple[float, int, str]:
-    h.commit_change(work, "bench.txt", f"run {n}\n")
-    sha = h.git(work, "rev-parse", "HEAD").stdout.strip()
-    out = io.StringIO()
+def host_install(kind: str, tmp: Path) -> float:
+    """The bare install of the same lockfile on the host, nothing cached."""
+    fixture = APPS / APPS_UNDER_TEST[kind][0]
+    dest = tmp / f"host-{kind}"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(fixture, dest)
+    if kind == "flask":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {
+            "PIP_CONFIG_FILE": os.devnull,  # the host's pip.conf points at local wheel mirrors
+            "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+        argv = [sys.executable, "-m", "pip", "install", "-q", "--no-cache-dir", "--target", "pkgs"]
+        argv += ["-r", "requirements.txt"]
+    else:
+        env = dict(os.environ)
+        argv = ["npm", "ci", "--no-audit", "--no-fund", "--cache", str(dest / ".npm-cache")]
     started = time.monotonic()
-    b = build_image(h.settings, app, work / ".git", sha, "bench", Output(out))
-    return time.monotonic() - started, b.slug_size, out.getvalue()
+    r = subprocess.run(argv, cwd=dest, env=env, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    shutil.rmtree(dest, ignore_errors=True)
+    if r.returncode != 0:
+        raise SystemExit(f"host install for {kind} failed:\n{r.stdout}{r.stderr}")
+    return seconds
 
 
-def bench(h: Harness, name: str, app: str, work: Path, runs: int) -> dict[str, object]:
-    cold, warm, size = [], [], 0
+def bench(h: Harness, key: Key, kind: str, runs: int, tmp: Path) -> dict[str, object]:
+    fixture, path, greeting, suffix = APPS_UNDER_TEST[kind]
+    app = unique(f"bench-{kind}")
+    work = h.checkout(fixture, app)
+    r = h.push(work, key)
+    if r.returncode != 0:
+        raise SystemExit(r.stderr)
+    cold, warm, host, current = [], [], [], greeting
     for n in range(runs):
-        buildpack.purge_cache(h.settings, app)
-        seconds, size, log = timed_build(h, app, work, 2 * n)
-        assert "Restoring cached" not in log, log
-        cold.append(seconds)
-        seconds, size, log = timed_build(h, app, work, 2 * n + 1)
-        assert "Restoring cached" in log, log
-        warm.append(seconds)
-    result = {
-        "app": name,
+        for phase in ("cold", "warm"):
+            if phase == "cold":
+                buildpack.purge_cache(h.settings, app)
+            new = greeting.replace("hello", f"hello {phase}-{n}")
+            h.commit_change(work, path, (work / path).read_text().replace(current, new, 1))
+            current = new
+            served, _ = push_to_live(h, work, key, app, new + suffix)
+            (cold if phase == "cold" else warm).append(served)
+        host.append(host_install(kind, tmp))
+    cold_m, warm_m, host_m = (statistics.median(x) for x in (cold, warm, host))
+    return {
+        "app": kind,
         "cold_s": [round(s, 2) for s in cold],
         "warm_s": [round(s, 2) for s in warm],
-        "cold_median_s": round(statistics.median(cold), 2),
-        "warm_median_s": round(statistics.median(warm), 2),
-        "speedup": round(statistics.median(cold) / statistics.median(warm), 2),
-        "slug_bytes": size,
-        "slug": buildpack.human_size(size),
-    }
-    return result
-
-
-def image_methods(h: Harness, app: str, work: Path, runs: int) -> dict[str, object]:
-    """slugrunner + slug as an image: `docker build` of a two-file context (what builds use) against
-    create + put_archive + commit of a container."""
-    import docker
-
-    from builders import dockerfile, stacks
-
-    sha = h.git(work, "rev-parse", "HEAD").stdout.strip()
-    ws = buildpack.workspace(h.settings)
-    client = docker.from_env()
-    build_s, commit_s = [], []
-    try:
-        slug = buildpack.compile_slug(h.settings, app, work / ".git", sha, {}, ws, Output(io.StringIO()))
-        for n in range(runs):
-            tag = f"{h.settings.registry}/{app}:bench-build-{n}"
-            started = time.monotonic()
-            dockerfile.build_image(client, buildpack.slug_context(slug.path, stacks.RUNNER_IMAGE), tag, print)
-            build_s.append(time.monotonic() - started)
-            started = time.monotonic()
-            c = client.containers.create(stacks.RUNNER_IMAGE, command=["start", "web"])
-            c.put_archive("/app", slug.path.read_bytes())
-            c.commit(f"{h.settings.registry}/{app}", f"bench-commit-{n}")
-            c.remove()
-            commit_s.append(time.monotonic() - started)
-    finally:
-        shutil.rmtree(ws, ignore_errors=True)
-    return {
-        "app": "image from slug",
-        "docker_build_s": [round(x, 2) for x in build_s],
-        "create_put_commit_s": [round(x, 2) for x in commit_s],
+        "host_install_s": [round(s, 2) for s in host],
+        "cold_median_s": round(cold_m, 2),
+        "warm_median_s": round(warm_m, 2),
+        "host_install_median_s": round(host_m, 2),
+        "cold_over_host": round(cold_m / host_m, 2),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
+    results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="deis-bench-") as tmp:
         h = Harness(Path(tmp), out=Output(io.StringIO()))
         try:
             h.up()
-            first = unique("bench-first")
-            work = h.checkout("bp-static", first)
-            seconds, _, _ = timed_build(h, first, work, 0)
-            results: list[dict[str, object]] = [
-                {"app": "first build (registry empty)", "seconds": round(seconds, 2)}
-            ]
-            app = unique("bench-py")
-            results.append(bench(h, "python + vendored wheel", app, python_dep_checkout(h, app), args.runs))
-            node = unique("bench-node")
-            node_work = h.checkout("bp-node", node)
-            results.append(bench(h, "node + vendored package", node, node_work, args.runs))
-            results.append(image_methods(h, app, h.checkout("bp-python", unique("bench-img")), args.runs))
+            key = h.add_user("bench", admin=True)
+            started = time.monotonic()
+            first = h.push(h.checkout("bp-static", unique("bench-first")), key)
+            if first.returncode != 0:
+                raise SystemExit(first.stderr)
+            results.append(
+                {"app": "first push (registry empty)", "seconds": round(time.monotonic() - started, 2)}
+            )
+            for kind in APPS_UNDER_TEST:
+                results.append(bench(h, key, kind, args.runs, Path(tmp)))
         finally:
             h.down()
     for r in results:
-        if "speedup" in r:
+        if "cold_median_s" in r:
             print(
-                f"{r['app']:<26} cold {r['cold_median_s']:>5}s  warm {r['warm_median_s']:>5}s"
-                f"  x{r['speedup']:<5} slug {r['slug']}  (cold {r['cold_s']}, warm {r['warm_s']})"
+                f"{r['app']:<8} cold {r['cold_median_s']:>5}s  warm {r['warm_median_s']:>5}s"
+                f"  host install {r['host_install_median_s']:>5}s  cold/host x{r['cold_over_host']}"
+                f"  (cold {r['cold_s']}, warm {r['warm_s']}, host {r['host_install_s']})"
             )
         else:
-            print(f"{r['app']:<26} {r.get('seconds', r)}")
+            print(f"{r['app']:<28} {r['seconds']}s")
     json.dump(results, sys.stdout, indent=2)
     print()
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from builders import source, stacks
+from builders import buildenv, source, stacks
 from core import dockercli
 from core.dockercli import Mount
 from core.errors import BuildError, ServiceError, ValidationError
@@ -119,8 +120,12 @@ def builder_argv(
     mode: str,
     sha: str,
     platform: str,
+    ca_bundle: str | None = None,
+    env_file: str | None = None,
 ) -> list[str]:
-    """The ephemeral slugbuilder container (pure: tests compare it exactly)."""
+    """The ephemeral slugbuilder container (pure: tests compare it exactly). `ca_bundle` (a host file)
+    is mounted read-only and named by buildenv.CA_VARS; `env_file` holds the operator's build env."""
+    ca = buildenv.ca_mount_and_env(ca_bundle)
     mounts = [
         Mount(str(work / "app"), "/app"),
         Mount(str(cache), "/cache"),
@@ -128,6 +133,7 @@ def builder_argv(
         Mount(str(work / "out"), "/out"),
         Mount(str(DRIVER), "/builder/build", read_only=True),
         *(Mount(str(path), f"/buildpacks/{i:02d}", read_only=True) for i, path in enumerate(buildpacks)),
+        *ca[0],
     ]
     return dockercli.run(
         dockercli.Run(
@@ -135,8 +141,9 @@ def builder_argv(
             command=["/builder/build", mode, *names],
             name=container,
             labels={"io.deis.platform": platform, LABEL_BUILD: container},
-            env={"STACK": STACK, "SOURCE_VERSION": sha},
+            env={"STACK": STACK, "SOURCE_VERSION": sha, **ca[1]},
             mounts=mounts,
+            env_file=env_file,
             pull_never=True,
         )
     )
@@ -209,11 +216,6 @@ class Slug:
     procfile: dict[str, str]  # every process type, `release` included
 
 
-def _host_git_env() -> dict[str, str]:
-    # The hook runs with GIT_DIR and git's quarantine variables set: a clone must not see them.
-    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"GIT_TERMINAL_PROMPT": "0"}
-
-
 def check_local(url: str, allowed: list[Path], state_dir: Path) -> None:
     """A buildpack on the host (file:// or a path) must live under a directory the operator allowed
     (DEIS_LOCAL_BUILDPACKS), never in the platform's state: otherwise any app user could have host
@@ -230,7 +232,7 @@ def check_local(url: str, allowed: list[Path], state_dir: Path) -> None:
         )
 
 
-def fetch(bp: Buildpack, dest: Path, out: Output) -> Path:
+def fetch(bp: Buildpack, dest: Path, out: Output, git_env: dict[str, str]) -> Path:
     """A buildpack's directory on the host: a built-in as it is, anything else cloned (or copied)."""
     if bp.path is not None:
         return bp.path
@@ -240,10 +242,9 @@ def fetch(bp: Buildpack, dest: Path, out: Output) -> Path:
         # A plain directory on the host (no git repository): used as it is.
         shutil.copytree(local, dest, symlinks=True)
         return dest
-    env = _host_git_env()
     for argv in [clone_argv(bp.url, dest)] + ([checkout_argv(dest, bp.ref)] if bp.ref else []):
         r = subprocess.run(
-            argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+            argv, env=git_env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
         )
         if r.returncode != 0:
             why = (r.stderr.strip().splitlines() or ["git failed"])[-1]
@@ -313,10 +314,17 @@ def compile_slug(
         mode,
         src.sha,
         str(settings.state_dir),
+        ca_bundle=os.path.realpath(settings.build_ca_bundle) if settings.build_ca_bundle else None,
+        env_file=_env_file(settings, work),
     )
     _check_exit(_run_streamed(argv, out.line, container), mode, chosen, work)
     procs = _discover(work, procfile, out)
     return _pack(work, procs, out)
+
+
+def _env_file(settings: Settings, work: Path) -> str | None:
+    path = buildenv.write_env_file(settings, work / "build.env")
+    return str(path) if path else None
 
 
 def _prepare(
@@ -335,7 +343,8 @@ def _prepare(
     for bp in chosen:
         if bp.url:
             check_local(bp.url, allowed, settings.state_dir)
-    return [fetch(bp, work / f"buildpack-{i:02d}", out) for i, bp in enumerate(chosen)]
+    git_env = buildenv.host_git_env(settings, os.environ)
+    return [fetch(bp, work / f"buildpack-{i:02d}", out, git_env) for i, bp in enumerate(chosen)]
 
 
 def _check_exit(code: int, mode: str, chosen: list[Buildpack], work: Path) -> None:
@@ -348,14 +357,27 @@ def _check_exit(code: int, mode: str, chosen: list[Buildpack], work: Path) -> No
             )
         raise BuildError("the app is not compatible with the buildpack it names (see above)")
     if code in (COMPILE_FAILED, RELEASE_FAILED):
-        failed = (work / "out" / "failed").read_text().strip() if (work / "out" / "failed").exists() else ""
+        failed = _read_small(work / "out" / "failed", 16)
         name = chosen[int(failed)].name if failed.isdigit() and int(failed) < len(chosen) else "the buildpack"
         step = "compile" if code == COMPILE_FAILED else "release"
-        raise BuildError(f"{name}: bin/{step} failed (see its output above)")
+        said = _read_small(work / "out" / "error")
+        raise BuildError(f"{name}: {said}" if said else f"{name}: bin/{step} failed (see its output above)")
     if code == 125:  # docker's own failure, before the driver ran
         raise BuildError(f"cannot start the slugbuilder (is {stacks.BUILDER_IMAGE} made? deis stacks:build)")
     if code != 0:
         raise BuildError(f"the slug compiler exited with status {code}")
+
+
+def _read_small(path: Path, limit: int = 4096) -> str:
+    """A file the build wrote, as one line of at most `limit` bytes (the build controls it: no link)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return " ".join(f.read(limit).decode("utf-8", "replace").split())
 
 
 def _discover(work: Path, procfile: dict[str, str], out: Output) -> dict[str, str]:

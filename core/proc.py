@@ -32,13 +32,27 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return fields[0].decode(), int(fields[1])
 
 
+def _threads(pid: int) -> int:
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie (a daemon's exited master may linger as one if PID 1
-    does not reap it; a zombie child of ours is reaped here)."""
+    does not reap it; a zombie child of ours is reaped here). A multi-threaded process whose main
+    thread has exited shows as a zombie while its other threads finish: it still holds its files
+    (a listening socket), so it is alive until they are gone."""
     st = _stat(pid)
     if st is None or st[0] == "X":
         return False
     if st[0] == "Z":
+        if _threads(pid) > 1:
+            return True
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         return False

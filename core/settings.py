@@ -3,6 +3,11 @@
 `deis up` writes the settings it was started with to `STATE_DIR/config.json`; every other process
 (the hook, the admin CLI, the appliance) reads them back from there, so one state directory is one
 platform. Environment variables (`DEIS_*`) override the file; the defaults are the documented ones.
+
+Build settings for networks that intercept TLS or need a mirror (`deis up --build-ca-bundle FILE`,
+`--build-env KEY=VALUE`): `build_ca_bundle` is the PEM bundle every build trusts (default: the host's
+system bundle when present; None: the stack's own), `build_env` the operator's KEY=VALUE defaults every
+build sees (an app's config vars override them). `DEIS_BUILD_ENV` holds them one per line.
 """
 
 from __future__ import annotations
@@ -10,10 +15,47 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_STATE_DIR = "/var/lib/deis"
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def default_ca_bundle() -> Path | None:
+    return SYSTEM_CA_BUNDLE if SYSTEM_CA_BUNDLE.is_file() else None
+
+
+def parse_build_env(items: object) -> tuple[str, ...]:
+    """KEY=VALUE strings, checked: a valid key, no NUL or line break in the value (an env file holds them)."""
+    if isinstance(items, str):
+        items = items.splitlines()
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("build_env must be a list of KEY=VALUE")
+    found = []
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not _ENV_KEY.match(key):
+            raise ValueError(f"invalid build env {item!r}: expected KEY=VALUE with KEY like PIP_INDEX_URL")
+        if any(c in value for c in "\0\n\r"):
+            raise ValueError(f"invalid build env {key}: the value may not hold a NUL or a line break")
+        found.append(f"{key}={value}")
+    return tuple(found)
+
+
+def check_ca_bundle(path: str | os.PathLike[str]) -> Path:
+    """An operator's CA bundle: an existing, readable PEM file with at least one certificate."""
+    p = Path(path).absolute()
+    try:
+        head = p.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read the build CA bundle {p}: {exc.strerror or exc}") from exc
+    if not p.is_file() or b"-----BEGIN CERTIFICATE-----" not in head:
+        raise ValueError(f"the build CA bundle {p} holds no PEM certificate")
+    return p
+
 
 # field name -> environment variable
 _ENV = {
@@ -31,6 +73,8 @@ _ENV = {
     "lock_wait": "DEIS_LOCK_WAIT",
     "keep_images": "DEIS_KEEP_IMAGES",
     "local_buildpacks": "DEIS_LOCAL_BUILDPACKS",
+    "build_ca_bundle": "DEIS_BUILD_CA_BUNDLE",
+    "build_env": "DEIS_BUILD_ENV",
 }
 
 
@@ -57,6 +101,10 @@ class Settings:
     keep_images: int = 5
     # Colon-separated host directories where file:// or path buildpacks may live (none by default).
     local_buildpacks: str = ""
+    # The CA bundle mounted read-only into every build (None: builds trust only the stack's own CAs).
+    build_ca_bundle: Path | None = field(default_factory=default_ca_bundle)
+    # The operator's KEY=VALUE defaults for every build (mirrors, proxies); app config vars override them.
+    build_env: tuple[str, ...] = ()
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -114,14 +162,22 @@ class Settings:
     def from_dict(cls, state_dir: Path, values: dict[str, object]) -> Settings:
         s = cls(state_dir=state_dir)
         for f in dataclasses.fields(cls):
-            if f.name in values and f.name != "state_dir":
-                current = getattr(s, f.name)
-                setattr(s, f.name, type(current)(values[f.name]))
+            if f.name not in values or f.name == "state_dir":
+                continue
+            value = values[f.name]
+            if f.name == "build_ca_bundle":
+                s.build_ca_bundle = Path(str(value)) if value not in (None, "") else None
+            elif f.name == "build_env":
+                s.build_env = parse_build_env(value)
+            else:
+                setattr(s, f.name, type(getattr(s, f.name))(value))
         return s
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
         d["state_dir"] = str(self.state_dir)
+        d["build_ca_bundle"] = str(self.build_ca_bundle) if self.build_ca_bundle else None
+        d["build_env"] = list(self.build_env)
         return d
 
     def save(self) -> None:

@@ -1,6 +1,7 @@
 """`deis`: the host-side admin command (run as root on the platform's host).
 
 deis up [--state-dir DIR] [--ssh-port N] [--http-port N] [--domain D] ...   bring everything up
+        [--build-ca-bundle FILE | --no-build-ca-bundle] [--build-env KEY=VALUE ... | --no-build-env]
 deis down                                                                   stop what `up` started
 deis status
 deis keys:add NAME [--admin] < key.pub                                      register a user's key
@@ -21,9 +22,9 @@ import time
 from collections.abc import Sequence
 
 from appliance import services
-from core.errors import DeisError
+from core.errors import DeisError, ValidationError
 from core.output import Output
-from core.settings import Settings
+from core.settings import Settings, check_ca_bundle, parse_build_env
 from releaser import apps
 from releaser.store import Store
 from routerconf import Router
@@ -48,6 +49,7 @@ def appliance_service(settings: Settings) -> services.Service:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    before = settings.to_dict()
     for name in (
         "ssh_host",
         "ssh_port",
@@ -61,6 +63,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, type(getattr(settings, name))(value))
+    apply_build_options(settings, args)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.save()
     out.step(f"Bringing the platform up (state in {settings.state_dir})")
@@ -68,6 +71,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     seed_registry(settings, out)
     out.step(f"Starting the router (nginx) on port {settings.http_port}")
     Router(settings).start()
+    restart_if_changed(settings, before, out)
     out.step(f"Starting the appliance (SSH) on port {settings.ssh_port}")
     services.start(appliance_service(settings), settings, out)
     store = Store(settings.etcd_url)
@@ -82,6 +86,33 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.detail(f"commands:        ssh -p {port} git@HOST help")
     out.detail(f"apps answer at:  {settings.app_url('APP')}")
     return 0
+
+
+def restart_if_changed(settings: Settings, before: dict[str, object], out: Output) -> None:
+    """The appliance reads the settings once, at its start (builds run in it): a running one is stopped
+    when they changed, so the start that follows serves the new ones (apps keep serving meanwhile)."""
+    service = appliance_service(settings)
+    if settings.to_dict() != before and services.running_pid(service, settings) is not None:
+        out.step("Restarting the appliance: its settings changed")
+        services.stop(service, settings, out)
+
+
+def apply_build_options(settings: Settings, args: argparse.Namespace) -> None:
+    """`--build-ca-bundle FILE` / `--no-build-ca-bundle`, `--build-env KEY=VALUE` (repeatable: the
+    list given replaces the saved one) / `--no-build-env`. Bad input changes nothing."""
+    try:
+        bundle = check_ca_bundle(args.build_ca_bundle) if args.build_ca_bundle else None
+        env = parse_build_env(args.build_env or [])
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+    if args.no_build_ca_bundle:
+        settings.build_ca_bundle = None
+    elif bundle is not None:
+        settings.build_ca_bundle = bundle
+    if args.no_build_env:
+        settings.build_env = ()
+    elif args.build_env:
+        settings.build_env = env
 
 
 def seed_registry(settings: Settings, out: Output) -> None:
@@ -189,6 +220,19 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--etcd-peer-port", dest="etcd_peer_port", type=int)
     up.add_argument("--registry-port", dest="registry_port", type=int)
     up.add_argument("--domain")
+    up.add_argument(
+        "--build-ca-bundle",
+        metavar="FILE",
+        help="PEM bundle every build trusts (default: /etc/ssl/certs/ca-certificates.crt when present)",
+    )
+    up.add_argument("--no-build-ca-bundle", action="store_true", help="builds trust only the stack's CAs")
+    up.add_argument(
+        "--build-env",
+        metavar="KEY=VALUE",
+        action="append",
+        help="a variable every build sees (repeatable; mirrors, proxies); app config vars override it",
+    )
+    up.add_argument("--no-build-env", action="store_true", help="forget the saved --build-env values")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what up started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="which parts run").set_defaults(func=cmd_status)

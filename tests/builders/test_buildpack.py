@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import buildpack, stacks
+from builders import buildenv, buildpack, stacks
 from builders.buildpack import BUILTIN_DIR, Buildpack
 from core.errors import BuildError, ValidationError
 from core.settings import Settings
@@ -79,6 +79,46 @@ def test_builder_argv() -> None:
         "-e", "STACK=bookworm", "-e", "SOURCE_VERSION=c0ffee",
         "img", "/builder/build", "all", "a", "b",
     ]  # fmt: skip
+
+
+def test_builder_argv_with_the_build_ca_bundle_and_env_file() -> None:
+    argv = buildpack.builder_argv(
+        "c", "img", Path("/w"), Path("/c"), [], [], "auto", "sha", "/s",
+        ca_bundle="/etc/ssl/certs/ca-certificates.crt", env_file="/w/build.env",
+    )  # fmt: skip
+    ca = buildenv.CA_TARGET
+    driver = argv.index(f"{buildpack.DRIVER}:/builder/build:ro")
+    assert argv[driver:] == [
+        f"{buildpack.DRIVER}:/builder/build:ro",
+        "-v", f"/etc/ssl/certs/ca-certificates.crt:{ca}:ro",
+        "--env-file", "/w/build.env",
+        "-e", "STACK=bookworm", "-e", "SOURCE_VERSION=sha",
+        "-e", f"PIP_CERT={ca}", "-e", f"NODE_EXTRA_CA_CERTS={ca}", "-e", f"SSL_CERT_FILE={ca}",
+        "-e", f"GIT_SSL_CAINFO={ca}", "-e", f"REQUESTS_CA_BUNDLE={ca}",
+        "img", "/builder/build", "auto",
+    ]  # fmt: skip
+
+
+def test_build_env_file_and_host_git_env(tmp_path: Path) -> None:
+    s = Settings(
+        state_dir=tmp_path,
+        build_ca_bundle=Path("/etc/my-ca.pem"),
+        build_env=("PIP_INDEX_URL=https://mirror/simple", "https_proxy=http://proxy:3128"),
+    )
+    path = buildenv.write_env_file(s, tmp_path / "build.env")
+    assert path is not None
+    assert path.read_text() == "PIP_INDEX_URL=https://mirror/simple\nhttps_proxy=http://proxy:3128\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    env = buildenv.host_git_env(s, {"GIT_DIR": ".", "GIT_QUARANTINE_PATH": "q", "PATH": "/bin"})
+    assert env == {
+        "PATH": "/bin",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_SSL_CAINFO": "/etc/my-ca.pem",
+        "https_proxy": "http://proxy:3128",
+    }
+    s.build_env, s.build_ca_bundle = (), None
+    assert buildenv.write_env_file(s, tmp_path / "none.env") is None
+    assert buildenv.host_git_env(s, {}) == {"GIT_TERMINAL_PROMPT": "0"}
 
 
 def test_env_files_keep_exact_bytes() -> None:

@@ -1,0 +1,99 @@
+"""Settings persistence, with the build settings (CA bundle, build env) the hook and appliance read back."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from core import settings as settings_mod
+from core.errors import ValidationError
+from core.settings import Settings, check_ca_bundle, parse_build_env
+from gitserver.admin import apply_build_options
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_build_settings_round_trip_through_config_json(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(PEM)
+    s = Settings(state_dir=tmp_path / "state", build_ca_bundle=bundle, build_env=("A=1", "B=x=y z"))
+    s.save()
+    back = Settings.load(tmp_path / "state")
+    assert back.build_ca_bundle == bundle
+    assert back.build_env == ("A=1", "B=x=y z")
+    s.build_ca_bundle = None
+    s.save()
+    assert Settings.load(tmp_path / "state").build_ca_bundle is None
+
+
+def test_default_bundle_is_the_system_one_when_present(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    present = tmp_path / "system.crt"
+    present.write_text(PEM)
+    monkeypatch.setattr(settings_mod, "SYSTEM_CA_BUNDLE", present)
+    assert Settings().build_ca_bundle == present
+    monkeypatch.setattr(settings_mod, "SYSTEM_CA_BUNDLE", tmp_path / "missing.crt")
+    assert Settings().build_ca_bundle is None
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(
+        "DEIS_BUILD_ENV", "PIP_INDEX_URL=https://mirror/simple\nNPM_CONFIG_REGISTRY=https://npm/"
+    )
+    monkeypatch.setenv("DEIS_BUILD_CA_BUNDLE", "")
+    s = Settings.load(tmp_path)
+    assert s.build_env == ("PIP_INDEX_URL=https://mirror/simple", "NPM_CONFIG_REGISTRY=https://npm/")
+    assert s.build_ca_bundle is None
+
+
+@pytest.mark.parametrize("item", ["NOEQUALS", "1A=x", "=x", "A-B=x", "A=x\ny", "A=x\0"])
+def test_parse_build_env_refuses(item: str) -> None:
+    with pytest.raises(ValueError, match="invalid build env"):
+        parse_build_env([item])
+
+
+def test_check_ca_bundle(tmp_path: Path) -> None:
+    good = tmp_path / "ca.pem"
+    good.write_text(PEM)
+    assert check_ca_bundle(good) == good
+    (tmp_path / "empty.pem").write_text("not a cert\n")
+    with pytest.raises(ValueError, match="holds no PEM certificate"):
+        check_ca_bundle(tmp_path / "empty.pem")
+    with pytest.raises(ValueError, match="cannot read the build CA bundle"):
+        check_ca_bundle(tmp_path / "missing.pem")
+    with pytest.raises(ValueError, match="cannot read the build CA bundle"):
+        check_ca_bundle(tmp_path)
+
+
+def _args(**kw: object) -> argparse.Namespace:
+    base: dict[str, object] = {
+        "build_ca_bundle": None,
+        "no_build_ca_bundle": False,
+        "build_env": None,
+        "no_build_env": False,
+    }
+    return argparse.Namespace(**(base | kw))
+
+
+def test_up_options(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(PEM)
+    s = Settings(state_dir=tmp_path, build_ca_bundle=None, build_env=("OLD=1",))
+    apply_build_options(s, _args(build_ca_bundle=str(bundle), build_env=["A=1", "B=2"]))
+    assert (s.build_ca_bundle, s.build_env) == (bundle, ("A=1", "B=2"))
+    apply_build_options(s, _args())  # nothing given: nothing changes
+    assert (s.build_ca_bundle, s.build_env) == (bundle, ("A=1", "B=2"))
+    apply_build_options(s, _args(no_build_ca_bundle=True, no_build_env=True))
+    assert (s.build_ca_bundle, s.build_env) == (None, ())
+
+
+def test_up_options_bad_input_changes_nothing(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path, build_ca_bundle=None, build_env=("OLD=1",))
+    with pytest.raises(ValidationError, match="cannot read the build CA bundle"):
+        apply_build_options(s, _args(build_ca_bundle=str(tmp_path / "nope"), build_env=["A=1"]))
+    with pytest.raises(ValidationError, match="invalid build env"):
+        apply_build_options(s, _args(build_env=["A=1", "bad"]))
+    assert (s.build_ca_bundle, s.build_env) == (None, ("OLD=1",))
