@@ -1,9 +1,12 @@
 """Self-healing: keep each app's running containers equal to its current release and formation,
 and the router pointed at exactly the healthy ones.
 
-Runs inside the appliance (`deis serve`) as a thread. Every POLL seconds it lists the platform's
-containers (one engine call); when anything changed, or every FULL seconds, it compares each app with
-what it should be:
+Runs inside the appliance (`deis serve`) as a thread. It follows the backend's event stream (an
+instance started, exited, was removed, changed health) and looks again at the app each event names,
+at once; an app with a routed container that runs but does not answer yet is probed again every
+POLL seconds until it does; an app it could not look at (its lock held, the store down) again after
+RETRY seconds. Every RESYNC seconds, and whenever the stream was lost and followed again (events may
+have been missed), it compares every app. Idle, it does nothing but wait on the stream.
 
 - a routed container that stopped answering, or is down, leaves the router at once; it comes back
   once it passes its health check again (the engine's restart policy restarts crashed processes);
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from appliance import pipeline
@@ -29,13 +33,15 @@ from core.names import ONE_OFF_TYPES, ROUTED_TYPES
 from releaser import apps, events, releases
 from releaser.locks import AppLock
 from scheduler import rollout
-from scheduler.base import Instance, ProcessSpec
+from scheduler.base import EventStream, Instance, ProcessSpec
 from scheduler.health import probe
 
 log = logging.getLogger("deis.reconciler")
 
-POLL = 0.5
-FULL = 5.0
+POLL = 0.25  # an app whose routed container runs but does not answer yet: probed again this often
+RETRY = 1.0  # an app that could not be looked at (its lock held, the store down); a lost event stream
+RESYNC = 30.0  # every app, whatever the events said: the safety net for a missed event
+FIRST_WAIT = 2.0  # at start, how long the first full pass waits for the event stream to be followed
 
 
 @dataclass
@@ -72,33 +78,102 @@ def diff(desired: list[ProcessSpec], actual: list[Instance]) -> Plan:
 
 
 class Reconciler:
-    def __init__(self, p: Platform, poll: float = POLL, full: float = FULL) -> None:
+    def __init__(self, p: Platform, poll: float = POLL, full: float = RESYNC, retry: float = RETRY) -> None:
         self.p = p
         self.poll = poll
         self.full = full
-        self._seen: tuple[tuple[str, str, int, float], ...] = ()
-        self._pending = False  # some routed container runs but is not healthy (yet): look again soon
+        self.retry = retry
+        self._pending: set[str] = set()  # apps with a routed container running but not healthy (yet)
+        self._busy: set[str] = set()  # apps whose lock someone else held: look again after `retry`
         self._misses: dict[str, int] = {}  # running container -> probes failed in a row
         self._probed: dict[str, bool] = {}  # this pass's probe results, by instance id
+        # Shared with the thread that follows the event stream, under `_wake`:
+        self._wake = threading.Condition()
+        self._dirty: set[str] = set()  # apps an event named since they were last looked at
+        self._later: dict[str, float] = {}  # app -> when (monotonic) to look at it again
+        self._resync = False  # the stream was (re)joined: events may have been missed, look at everything
+        self._stream: EventStream | None = None
 
+    # -- the loop ------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        last_full = 0.0
+        follower = threading.Thread(target=self._follow, args=(stop,), name="reconciler-events", daemon=True)
+        follower.start()
+        next_full = time.monotonic() + FIRST_WAIT  # or as soon as the stream is followed
+        try:
+            while True:
+                due, full = self._wait(stop, next_full)
+                if stop.is_set():
+                    return
+                if full:
+                    next_full = time.monotonic() + (self.full if self._guard(self.pass_once) else self.retry)
+                else:
+                    self._guard(self.pass_apps, due)
+        finally:
+            with self._wake:
+                stream, self._stream = self._stream, None
+            if stream is not None:
+                stream.close()
+            follower.join(5)
+
+    def _wait(self, stop: threading.Event, next_full: float) -> tuple[set[str], bool]:
+        """Block until an event, an app's time to be looked at again, or the full pass is due."""
+        with self._wake:
+            while not stop.is_set():
+                now = time.monotonic()
+                due = self._dirty | {app for app, when in self._later.items() if when <= now}
+                full = self._resync or now >= next_full
+                if due or full:
+                    self._dirty.clear()
+                    for app in due:
+                        self._later.pop(app, None)
+                    self._resync = False
+                    return due, full
+                wake = min([next_full, *self._later.values()])
+                self._wake.wait(min(wake - now, 1.0))  # at least once a second: `stop` is an Event
+            return set(), False
+
+    def _follow(self, stop: threading.Event) -> None:
+        """The event stream, followed again whenever it ends (the engine restarted, say)."""
         while not stop.is_set():
             try:
-                seen = tuple((i.id, i.state, i.restarts, i.started) for i in self.p.backend.instances())
-                due = time.monotonic() - last_full >= self.full
-                if seen != self._seen or self._pending or due:
-                    self.pass_once()
-                    last_full = time.monotonic()
-                    self._seen = seen
+                stream = self.p.backend.events()
             except DeisError as exc:
-                log.warning("reconciler: %s", exc)
-            except Exception:
-                log.exception("reconciler pass failed")
-            stop.wait(self.poll)
+                log.warning("reconciler: cannot follow the engine's events: %s", exc)
+                stop.wait(self.retry)
+                continue
+            with self._wake:
+                if stop.is_set():
+                    stream.close()
+                    return
+                self._stream = stream
+                self._resync = True  # whatever happened while no stream was followed
+                self._wake.notify()
+            for event in stream:
+                with self._wake:
+                    self._dirty.add(event.app)
+                    self._wake.notify()
+            if not stop.is_set():
+                log.warning("reconciler: the engine's event stream ended; following it again")
+                stop.wait(self.retry)
 
+    def _guard(self, step: Callable[..., None], *args: object) -> bool:
+        try:
+            step(*args)
+            return True
+        except DeisError as exc:
+            log.warning("reconciler: %s", exc)
+        except Exception:
+            log.exception("reconciler pass failed")
+        return False
+
+    def _again(self, app: str, after: float) -> None:
+        with self._wake:
+            when = time.monotonic() + after
+            self._later[app] = min(when, self._later.get(app, when))
+
+    # -- passes --------------------------------------------------------------------------------
     def pass_once(self) -> None:
-        self._pending = False
+        """Every app, from one listing of every instance."""
         self._probed = {}  # each instance is probed once a pass, however often it is looked at
         by_app: dict[str, list[Instance]] = {}
         for inst in self.p.backend.instances():
@@ -106,16 +181,42 @@ class Reconciler:
         alive = {f"{i.id}@{i.started}" for group in by_app.values() for i in group}
         self._misses = {k: n for k, n in self._misses.items() if k in alive}
         for app in apps.list_apps(self.p.store):
-            try:
-                self.reconcile(app.name, by_app.pop(app.name, []))
-            except DeisError as exc:
-                log.warning("reconciling %s: %s", app.name, exc)
+            self._look(app.name, by_app.pop(app.name, []))
         for name, instances in by_app.items():
             # Containers of an app that no longer exists (destroyed while the engine was down);
             # asked once more on its own, so a listing that came back short never removes anything.
             if apps.get_app(self.p.store, name) is None:
                 for inst in instances:
                     self.p.backend.stop(inst.id, 0)
+
+    def pass_apps(self, names: set[str]) -> None:
+        """The apps events named (or that asked to be looked at again), each from its own listing.
+        An app the store does not know is left to the full pass."""
+        self._probed = {}
+        for name in sorted(names):
+            try:
+                known = apps.get_app(self.p.store, name) is not None
+            except DeisError as exc:
+                log.warning("reconciling %s: %s", name, exc)
+                self._again(name, self.retry)
+                continue
+            if known:
+                self._look(name, None)
+
+    def _look(self, app: str, actual: list[Instance] | None) -> None:
+        """Reconcile one app; schedule it again if it is not settled."""
+        self._pending.discard(app)
+        self._busy.discard(app)
+        try:
+            self.reconcile(app, self.p.backend.instances(app) if actual is None else actual)
+        except DeisError as exc:
+            log.warning("reconciling %s: %s", app, exc)
+            self._again(app, self.retry)
+            return
+        if app in self._busy:
+            self._again(app, self.retry)
+        elif app in self._pending:
+            self._again(app, self.poll)
 
     def reconcile(self, app: str, actual: list[Instance]) -> None:
         release = releases.latest(self.p.store, app)
@@ -130,7 +231,8 @@ class Reconciler:
         try:
             lock.acquire(wait=0)
         except Conflict:
-            return  # a deploy or command holds the app; look again next pass
+            self._busy.add(app)  # a deploy or command holds the app; look again soon
+            return
         with lock:
             # Re-read under the lock: a deploy may have finished in between.
             current = releases.latest(self.p.store, app)
@@ -164,8 +266,8 @@ class Reconciler:
     def _healthy_endpoints(self, d: rollout.Deployment, actual: list[Instance]) -> list[str]:
         routed = [i for i in actual if i.name.version == d.version and i.name.type in ROUTED_TYPES]
         healthy = [i for i in routed if i.running and self._answers(i, d)]
-        if len(healthy) < len(routed):
-            self._pending = True
+        if len(healthy) < len(routed) or any(self._misses.get(f"{i.id}@{i.started}") for i in healthy):
+            self._pending.add(d.app)  # not all answer (or one kept despite a miss): probe again soon
         return rollout.endpoints(healthy)
 
     def _answers(self, inst: Instance, d: rollout.Deployment) -> bool:

@@ -10,6 +10,7 @@ drives any backend through a deploy, `scheduler.health` decides what healthy mea
     probe(instance)             whether it accepts TCP connections on its $PORT
     logs(ref, tail, follow)     its output, with times
     run_attached(spec, stdio)   run a one-off instance with its stdin/stdout on file descriptors
+    events()                    what happens to instances from now on (started, exited, removed, health)
 
 Two instances may share a name for a moment: `start` of a name that runs already starts the new
 instance beside the old one (a zero-downtime restart), and `instances` lists both until one is
@@ -70,6 +71,31 @@ class LogStream(Protocol):
 
 
 @dataclass(frozen=True)
+class Event:
+    """Something happened to one of the platform's instances: whoever keeps the apps right looks at
+    that app again (the event says what to look at, not what is now true)."""
+
+    app: str
+    id: str  # the Instance.id it happened to
+    action: str  # one of EVENT_ACTIONS
+    time: float  # UNIX time the backend saw it
+
+
+# start: it (re)started; die: its process exited (a crash or a stop); destroy: it was removed;
+# health: the backend's own health check of it changed.
+EVENT_ACTIONS = ("start", "die", "destroy", "health")
+
+
+class EventStream(Protocol):
+    """Events, as they happen; `close()` (from any thread) ends the iteration. The iteration also
+    ends when the backend's connection is lost: events may then have been missed."""
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
 class Stdio:
     """Where a one-off instance's standard streams go: open file descriptors the caller owns."""
 
@@ -115,6 +141,11 @@ class Backend(ABC):
         """Run `spec` once with its standard streams on `stdio`; block until it exits, then remove it.
         Returns its exit status (128+N if a signal N ended it). Stopping it by name from another
         thread (a hang-up) makes this return."""
+
+    @abstractmethod
+    def events(self) -> EventStream:
+        """This platform's instance events from now on: every event that happens after `events()`
+        returns is in the stream, in order (one stream per caller; close it when done)."""
 
     # -- conveniences, in terms of the above; backends may answer them faster --------------------
     def inspect(self, ref: str) -> Instance | None:

@@ -23,12 +23,13 @@ from typing import Any, ClassVar
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 
 from core import dockercli
 from core.errors import DeployError, ServiceError
 from core.names import ContainerName
-from scheduler.base import Backend, Instance, LogLine, ProcessSpec, Stdio
+from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio
 
 LABEL_PLATFORM = "io.deis.platform"
 LABEL_APP = "io.deis.app"
@@ -146,6 +147,44 @@ class DockerLogStream:
         if closer is not None:
             with contextlib.suppress(Exception):  # closing an already broken socket
                 closer()
+
+
+def parse_event(raw: dict[str, Any]) -> Event | None:
+    """One of the engine's container events as ours; None for those that change nothing we watch
+    (create, kill, rename, exec_*, ...). Health changes come as `health_status: healthy`."""
+    action = str(raw.get("Action") or raw.get("status") or "")
+    kind = "health" if action.startswith("health_status") else action
+    if kind not in ("start", "die", "destroy", "health"):
+        return None
+    actor = raw.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    app = str(attrs.get(LABEL_APP) or "")
+    if not app:
+        return None
+    nanos = raw.get("timeNano")
+    when = int(nanos) / 1e9 if nanos else float(raw.get("time") or 0)
+    return Event(app=app, id=str(actor.get("ID") or raw.get("id") or ""), action=kind, time=when)
+
+
+class DockerEventStream:
+    """The engine's event stream (one HTTP response held open); `close()` from another thread shuts
+    its socket, which ends the iteration."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def __iter__(self) -> Iterator[Event]:
+        try:
+            for item in self._raw:
+                event = parse_event(item) if isinstance(item, dict) else None
+                if event is not None:
+                    yield event
+        except Exception:  # a closed stream or a daemon that went away: the iteration ends
+            return
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing an already broken socket
+            self._raw.close()
 
 
 def free_port() -> int:
@@ -268,6 +307,15 @@ class DockerBackend(Backend):
             self.stop(str(spec.name), 0)
             raise
         return rc if rc >= 0 else 128 - rc
+
+    def events(self) -> DockerEventStream:
+        filters = {"type": "container", "label": f"{LABEL_PLATFORM}={self.platform}"}
+        try:
+            return DockerEventStream(self.client.api.events(decode=True, filters=filters))
+        except docker.errors.APIError as exc:
+            raise ServiceError(f"could not follow docker's events: {exc.explanation or exc}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise ServiceError(f"docker is unreachable: {exc}") from exc
 
     # -- faster answers ----------------------------------------------------------------------
     def inspect(self, ref: str) -> Instance | None:

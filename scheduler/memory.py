@@ -8,6 +8,7 @@ phase) can be tested without an engine, deterministically.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import threading
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from core.errors import DeployError
-from scheduler.base import Backend, Instance, LogLine, ProcessSpec, Stdio
+from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class MemoryBackend(Backend):
         self._ids = itertools.count(1)
         self._ports = itertools.count(40000)
         self._changed = threading.Condition()
+        self._subscribers: list[_Events] = []
 
     def program(self, image: str) -> Program:
         return self.programs.get(image, Program())
@@ -67,6 +69,7 @@ class MemoryBackend(Backend):
             for rec in list(self._records.values()):  # a name held by one that is down is freed
                 if rec.spec.name == spec.name and self._state(rec) != "running":
                     del self._records[rec.id]
+                    self._emit(rec, "destroy")
             now = self.clock()
             rec = _Record(
                 spec=spec,
@@ -77,14 +80,16 @@ class MemoryBackend(Backend):
             )
             self._records[rec.id] = rec
             self.started.append(spec)
-            self._changed.notify_all()
-        return self._instance(rec)
+            self._emit(rec, "start")
+            return self._instance(rec)
 
     def stop(self, ref: str, grace: float) -> None:
         with self._changed:
             for rec in [r for r in self._records.values() if ref in (r.id, str(r.spec.name))]:
                 rec.stopped.set()
                 del self._records[rec.id]
+                self._emit(rec, "die")
+                self._emit(rec, "destroy")
             self._changed.notify_all()
 
     def instances(self, app: str | None = None) -> list[Instance]:
@@ -121,6 +126,12 @@ class MemoryBackend(Backend):
         finally:
             self.stop(rec.id, 0)
 
+    def events(self) -> _Events:
+        stream = _Events(self)
+        with self._changed:
+            self._subscribers.append(stream)
+        return stream
+
     # -- tests' controls ---------------------------------------------------------------------
     def emit(self, ref: str, text: str) -> None:
         """The instance `ref` prints a line."""
@@ -137,15 +148,27 @@ class MemoryBackend(Backend):
                 if ref in (rec.id, str(rec.spec.name)):
                     rec.restarts += 1
                     rec.started = self.clock()
+                    self._emit(rec, "die")
+                    self._emit(rec, "start")
             self._changed.notify_all()
+
+    def _emit(self, rec: _Record, action: str) -> None:
+        """Tell every open event stream (the caller holds `_changed`)."""
+        event = Event(app=rec.spec.name.app, id=rec.id, action=action, time=self.clock())
+        for stream in self._subscribers:
+            stream.queue.append(event)
+        self._changed.notify_all()
 
     # -- state -------------------------------------------------------------------------------
     def _state(self, rec: _Record) -> str:
         prog = self.program(rec.spec.image)
         if prog.crash_after is not None and self.clock() - rec.started >= prog.crash_after:
             # Crashed: the engine restarts it in place, so it is seen restarting, and counted.
+            # (Seen when looked at: a crash_after program's crash has no moment of its own.)
             rec.restarts += 1
             rec.started = self.clock()
+            self._emit(rec, "die")
+            self._emit(rec, "start")
             return "restarting"
         return "running"
 
@@ -193,3 +216,28 @@ class _Stream:
 
     def close(self) -> None:
         self._closed.set()
+
+
+class _Events:
+    def __init__(self, backend: MemoryBackend) -> None:
+        self.backend = backend
+        self.queue: collections.deque[Event] = collections.deque()
+        self.closed = False
+
+    def __iter__(self) -> Iterator[Event]:
+        cond = self.backend._changed
+        while True:
+            with cond:
+                while not self.queue and not self.closed:
+                    cond.wait()
+                if self.closed:
+                    return
+                event = self.queue.popleft()
+            yield event
+
+    def close(self) -> None:
+        with self.backend._changed:
+            self.closed = True
+            if self in self.backend._subscribers:
+                self.backend._subscribers.remove(self)
+            self.backend._changed.notify_all()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from core.names import ContainerName
-from scheduler.base import Backend, ProcessSpec, Stdio
+from scheduler.base import EVENT_ACTIONS, Backend, Event, ProcessSpec, Stdio
 from scheduler.docker import DockerBackend
 from scheduler.memory import MemoryBackend, Program
 from tests.harness import own
@@ -193,3 +193,60 @@ def test_a_one_off_stopped_by_name_returns(setup: tuple[Backend, Programs]) -> N
     finally:
         os.close(devnull)
     assert backend.inspect(str(one.name)) is None
+
+
+class Follower:
+    """Reads a backend's event stream in a thread, as the reconciler does."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.stream = backend.events()
+        self.seen: list[Event] = []
+        self.thread = threading.Thread(target=lambda: self.seen.extend(self.stream), daemon=True)
+        self.thread.start()
+
+    def saw(self, app: str, ident: str, action: str) -> bool:
+        return any((e.app, e.id, e.action) == (app, ident, action) for e in list(self.seen))
+
+    def close(self) -> None:
+        self.stream.close()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "close() did not end the iteration"
+
+
+def test_events_tell_of_starts_exits_and_removals(setup: tuple[Backend, Programs]) -> None:
+    """What the reconciler follows instead of polling: every event after events() returned."""
+    backend, programs = setup
+    app = app_name()
+    follower = Follower(backend)
+    try:
+        began = time.time()
+        inst = backend.start(spec(app, programs.server))
+        wait(lambda: follower.saw(app, inst.id, "start"), timeout=10)
+        backend.stop(inst.id, 0)
+        wait(lambda: follower.saw(app, inst.id, "die") and follower.saw(app, inst.id, "destroy"), timeout=10)
+        crasher = backend.start(spec(app, programs.crasher, num=2, port=None))
+        backend.inspect(crasher.id)  # the memory backend's crashes happen when looked at
+        wait(lambda: follower.saw(app, crasher.id, "die"), timeout=10)
+    finally:
+        follower.close()
+    ours = [e for e in follower.seen if e.app == app]
+    assert all(e.action in EVENT_ACTIONS and e.time >= began - 1 for e in ours)
+    assert {e.id for e in ours} == {inst.id, crasher.id}
+
+
+def test_an_event_stream_sees_only_its_platform(setup: tuple[Backend, Programs]) -> None:
+    backend, programs = setup
+    other, _ = BACKENDS["docker" if isinstance(backend, DockerBackend) else "memory"]()
+    follower = Follower(backend)
+    try:
+        stranger = other.start(spec(app_name(), programs.idle, port=None))
+        mine = backend.start(spec(app_name(), programs.idle, port=None))
+        wait(lambda: follower.saw(mine.name.app, mine.id, "start"), timeout=10)
+        other.stop(stranger.id, 0)
+        backend.stop(mine.id, 0)
+        wait(lambda: follower.saw(mine.name.app, mine.id, "destroy"), timeout=10)
+    finally:
+        follower.close()
+        for inst in other.instances():
+            other.stop(inst.id, 0)
+    assert all(e.app != stranger.name.app for e in follower.seen)
