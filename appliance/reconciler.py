@@ -40,7 +40,7 @@ log = logging.getLogger("deis.reconciler")
 
 POLL = 0.25  # an app whose routed container runs but does not answer yet: probed again this often
 RETRY = 1.0  # an app that could not be looked at (its lock held, the store down); a lost event stream
-RESYNC = 30.0  # every app, whatever the events said: the safety net for a missed event
+RESYNC = 300.0  # every app, whatever the events said: the safety net for a missed event
 FIRST_WAIT = 2.0  # at start, how long the first full pass waits for the event stream to be followed
 
 

@@ -29,12 +29,15 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from builders import components as builders_components
 from builders import stacks
 from core.errors import ServiceError
 from core.output import Output
 from core.proc import POLL_INTERVAL, alive, last_line, runs, terminate
 from core.settings import Settings
+from scheduler.docker import parse_time
 
 # -- pure builders ----------------------------------------------------------------------------------
 
@@ -305,9 +308,10 @@ def stop_dockerd(settings: Settings, out: Output) -> bool:
 
 
 def up_services(settings: Settings, out: Output) -> None:
-    """dockerd, the images, etcd, the registry. nginx and the SSH appliance are started elsewhere."""
+    """dockerd, the images, etcd, the registry. The router and the SSH appliance start elsewhere."""
     ensure_dockerd(settings, out)
     stacks.ensure_all(settings, out)
+    builders_components.ensure_router_image(settings, out)
     for service in services(settings):
         out.step(f"Starting {service.name} on {service.address}")
         start(service, settings, out)
@@ -318,6 +322,89 @@ def down_services(settings: Settings, out: Output) -> None:
     for service in reversed(services(settings)):
         stop(service, settings, out)
     stop_dockerd(settings, out)
+
+
+# -- components as containers (appliance.components says what each is) ----------------------------
+
+
+SPEC_LABEL = "io.deis.spec"  # a digest of what a component's container was made from
+
+
+@dataclass(frozen=True)
+class ComponentState:
+    state: str  # running, restarting, exited, ... (the engine's word)
+    started: float  # UNIX time it last started
+    restarts: int  # how often the engine restarted it
+
+
+def _client() -> Any:
+    import docker
+
+    try:
+        return docker.from_env(timeout=60)
+    except docker.errors.DockerException as exc:
+        raise ServiceError(f"docker is unreachable: {exc}") from exc
+
+
+def component_state(name: str) -> ComponentState | None:
+    import docker
+
+    try:
+        attrs = _client().api.inspect_container(name)
+    except docker.errors.NotFound:
+        return None
+    state = attrs["State"]
+    status = "restarting" if state.get("Restarting") else str(state.get("Status", "unknown"))
+    return ComponentState(status, parse_time(state.get("StartedAt", "")), int(attrs.get("RestartCount") or 0))
+
+
+def ensure_component(kw: dict[str, Any], out: Output) -> None:
+    """Start the component's container unless one made from the same spec runs; one made from
+    another spec (an older checkout or image) is stopped and replaced."""
+    import docker
+
+    client = _client()
+    try:
+        c = client.containers.get(kw["name"])
+    except docker.errors.NotFound:
+        c = None
+    if c is not None:
+        same = (c.labels or {}).get(SPEC_LABEL) == kw["labels"][SPEC_LABEL]
+        if same and c.status in ("running", "restarting"):
+            out.detail(f"{kw['name']} already running")
+            return
+        if not same:
+            out.detail(f"replacing {kw['name']} (made from another version)")
+        c.stop(timeout=10)
+        c.remove(force=True)
+    try:
+        client.containers.run(**kw)
+    except docker.errors.APIError as exc:
+        raise ServiceError(f"could not start {kw['name']}: {exc.explanation or exc}") from exc
+    out.detail(f"{kw['name']} started (restart policy {kw['restart_policy']['Name']})")
+
+
+def stop_component(name: str, out: Output, grace: float = 10.0) -> bool:
+    """Stop (its stop signal, SIGKILL after `grace`) and remove a component's container."""
+    import docker
+
+    try:
+        c = _client().containers.get(name)
+    except docker.errors.NotFound:
+        return False
+    out.step(f"Stopping {name}")
+    c.stop(timeout=int(grace))
+    c.remove(force=True)
+    return True
+
+
+def image_id(image: str) -> str:
+    import docker
+
+    try:
+        return str(_client().images.get(image).id)
+    except docker.errors.ImageNotFound as exc:
+        raise ServiceError(f"no image {image}; run ./platform up to make it") from exc
 
 
 # -- running processes ------------------------------------------------------------------------------

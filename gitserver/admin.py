@@ -21,13 +21,12 @@ import sys
 import time
 from collections.abc import Sequence
 
-from appliance import services
+from appliance import components, services
 from core.errors import DeisError, ValidationError
 from core.output import Output
 from core.settings import Settings, check_ca_bundle, parse_build_env
 from releaser import apps
 from releaser.store import Store
-from routerconf import Router
 
 
 def appliance_service(settings: Settings) -> services.Service:
@@ -69,8 +68,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.step(f"Bringing the platform up (state in {settings.state_dir})")
     services.up_services(settings, out)
     seed_registry(settings, out)
-    out.step(f"Starting the router (nginx) on port {settings.http_port}")
-    Router(settings).start()
+    out.step(f"Starting the router (nginx, container) on port {settings.http_port}")
+    components.start_router(settings, out)
     restart_if_changed(settings, before, out)
     out.step(f"Starting the appliance (SSH) on port {settings.ssh_port}")
     services.start(appliance_service(settings), settings, out)
@@ -129,19 +128,41 @@ def seed_registry(settings: Settings, out: Output) -> None:
 def cmd_down(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.step("Stopping the platform (apps' containers keep their restart policy)")
     services.stop(appliance_service(settings), settings, out)
-    Router(settings).stop()
+    components.stop_router(settings, out)
     services.down_services(settings, out)
     out.step("The platform is down")
     return 0
 
 
+def _uptime(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return f"{s // 86400}d{s % 86400 // 3600}h" if s >= 86400 else f"{s // 3600}h{s % 3600 // 60}m{s % 60}s"
+
+
+def component_lines(settings: Settings) -> list[tuple[str, bool, str]]:
+    """(name, running, what) of each part: processes by pidfile, components by their container."""
+    rows = [(name, ok, "process") for name, ok in services.status(settings).items()]
+    for name in components.COMPONENTS:
+        container = components.container_name(settings, name)
+        try:
+            st = services.component_state(container) if rows[0][1] else None
+        except DeisError:
+            st = None
+        if st is None:
+            rows.append((name, False, f"container {container}: missing"))
+            continue
+        up = _uptime(time.time() - st.started) if st.state == "running" else "-"
+        rows.append((name, st.state == "running", f"container {container}: up {up}, restarts {st.restarts}"))
+    appliance = services.is_running(appliance_service(settings), settings)
+    rows.append(("appliance", appliance, "process"))
+    return rows
+
+
 def cmd_status(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    state = services.status(settings)
-    state["router"] = Router(settings).running()
-    state["appliance"] = services.is_running(appliance_service(settings), settings)
-    for name, ok in state.items():
-        out.line(f"{name:10} {'running' if ok else 'stopped'}")
-    return 0 if all(state.values()) else 1
+    rows = component_lines(settings)
+    for name, ok, what in rows:
+        out.line(f"{name:10} {'running' if ok else 'stopped':8} {what}")
+    return 0 if all(ok for _, ok, _ in rows) else 1
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:

@@ -20,6 +20,13 @@ def nginx_argv(
     return [binary, "-c", os.fspath(conf_path), "-p", _prefix(prefix)]
 
 
+def nginx_foreground_argv(
+    conf_path: str | os.PathLike[str], prefix: str | os.PathLike[str], *, binary: str = NGINX_BIN
+) -> list[str]:
+    """The same nginx in the foreground: what the router's container runs (the engine supervises it)."""
+    return [*nginx_argv(conf_path, prefix, binary=binary), "-g", "daemon off;"]
+
+
 def nginx_test_argv(
     conf_path: str | os.PathLike[str], prefix: str | os.PathLike[str], *, binary: str = NGINX_BIN
 ) -> list[str]:

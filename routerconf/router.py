@@ -90,19 +90,31 @@ class Router:
     def start(self) -> None:
         """Write nginx.conf and start nginx unless our nginx already runs (then reload if the config
         changed). Returns once nginx listens on `settings.http_port`."""
-        text = render_main(self.settings, user=self.user)
         with self._locked():
-            self._layout()
-            renewed = self._ensure_platform_cert()
-            changed = not self.conf.exists() or self.conf.read_text() != text
-            if changed:
-                self._install(text, self.conf, label="nginx.conf")
-            pid = self._pid()
-            if pid is not None:
-                if changed or renewed:
-                    self._reload(pid)
-                return
-            self._spawn()
+            if not self._prepare_locked():
+                self._spawn()
+
+    def prepare(self) -> bool:
+        """Write nginx.conf, the layout and the platform certificate for an nginx someone else starts
+        (the router's container); reload a running one if they changed. True if one runs."""
+        with self._locked():
+            return self._prepare_locked()
+
+    def _prepare_locked(self) -> bool:
+        text = render_main(self.settings, user=self.user)
+        self._layout()
+        renewed = self._ensure_platform_cert()
+        changed = not self.conf.exists() or self.conf.read_text() != text
+        if changed:
+            self._install(text, self.conf, label="nginx.conf")
+        pid = self._pid()
+        if pid is not None and (changed or renewed):
+            self._reload(pid)
+        return pid is not None
+
+    def master_pid(self) -> int | None:
+        """The running nginx master of this router (from its pidfile), or None."""
+        return self._pid()
 
     def stop(self) -> None:
         """Quit our nginx gracefully (SIGQUIT: finish open requests), SIGTERM after STOP_TIMEOUT."""
@@ -376,14 +388,18 @@ class Router:
         if rc != 0:
             message = _first_error(err) or f"exit code {rc}"
             raise ServiceError(f"nginx did not start: {message}")
-        deadline = time.monotonic() + START_TIMEOUT
+        self.wait_up(START_TIMEOUT)
+
+    def wait_up(self, timeout: float = START_TIMEOUT) -> None:
+        """Until a master with a worker runs and the port answers; ServiceError after `timeout`."""
+        deadline = time.monotonic() + timeout
         while True:
             pid = self._pid()
             if pid is not None and proc.children(pid) and self._listening():
                 return
             if time.monotonic() > deadline:
                 raise ServiceError(
-                    f"nginx did not come up on port {self.settings.http_port} within {START_TIMEOUT:.0f} s;"
+                    f"nginx did not come up on port {self.settings.http_port} within {timeout:.0f} s;"
                     f" see {self.logs / 'error.log'}"
                 )
             time.sleep(POLL)

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import docker
 
-from appliance import services
+from appliance import components, services
 from core.output import Output
 from core.settings import Settings
 from gitserver.admin import appliance_service, seed_registry
-from routerconf import Router
 from scheduler.docker import LABEL_PLATFORM
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +78,7 @@ class Harness:
         self.settings.save()
         services.up_services(self.settings, self.out)
         seed_registry(self.settings, self.out)
-        Router(self.settings).start()
+        components.start_router(self.settings, self.out)
         services.start(appliance_service(self.settings), self.settings, self.out)
         return self
 
@@ -92,7 +91,7 @@ class Harness:
             try:
                 self.remove_containers()
             finally:
-                Router(self.settings).stop()
+                components.stop_router(self.settings, self.out)
                 services.down_services(self.settings, self.out)
                 self.remove_images()
 

@@ -10,10 +10,9 @@ import os
 
 import pytest
 
-from appliance import services
+from appliance import components, services
 from core.settings import Settings
 from gitserver.admin import appliance_service
-from routerconf import Router
 from tests.harness import Harness, Key, unique
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +40,7 @@ def test_engine_and_host_restart_restore_every_app(platform: Harness, admin: Key
 
     # The whole host: everything stops; the bring-up command restores it all.
     services.stop(appliance_service(platform.settings), platform.settings, platform.out)
-    Router(platform.settings).stop()
+    components.stop_router(platform.settings, platform.out)
     services.down_services(platform.settings, platform.out)
     services.stop_dockerd(owner, platform.out)
     services.ensure_dockerd(owner, platform.out)

@@ -15,7 +15,8 @@ from routerconf.render import default_user, environment
 MAIN_DEFAULT = """\
 # The router's main configuration. Rendered by routerconf from templates/nginx.conf.j2: edits are overwritten.
 # Relative paths are relative to this directory (nginx runs with `-p` set to it).
-daemon on;
+# No `daemon` here: nginx daemonizes by default, and the router's container runs it with
+# `-g 'daemon off;'` (the engine supervises the master).
 master_process on;
 worker_processes 1;
 pid nginx.pid;
@@ -199,7 +200,7 @@ def test_render_main_default() -> None:
 
 def test_render_main_as_root_sets_user() -> None:
     text = render_main(Settings(), user="www-data")
-    assert text == MAIN_DEFAULT.replace("daemon on;\n", "user www-data;\ndaemon on;\n", 1)
+    assert text == MAIN_DEFAULT.replace("# No `daemon`", "user www-data;\n# No `daemon`", 1)
 
 
 def test_render_main_port_and_explicit_includes() -> None:

@@ -1,0 +1,39 @@
+"""The images the platform's own components run from, made on the host from Debian packages like the
+stacks (builders.images: debootstrap + `docker import`, no image is ever pulled), and made again only
+when their package list changes (the image's digest label).
+
+    router  nginx-light: the router's nginx runs in a container the engine supervises
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from builders import images
+from core.output import Output
+from core.settings import Settings
+
+ROUTER_IMAGE = "deis/router:bookworm"
+ROUTER_PACKAGES = ("nginx-light", "ca-certificates")
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part.encode())
+    return h.hexdigest()[:16]
+
+
+def router_spec() -> images.DebootstrapImage:
+    return images.DebootstrapImage(
+        image=ROUTER_IMAGE,
+        packages=ROUTER_PACKAGES,
+        label="router",
+        digest=_digest(*ROUTER_PACKAGES),
+    )
+
+
+def ensure_router_image(settings: Settings, out: Output, force: bool = False) -> bool:
+    """Make the router's image if missing, stale or forced; True if it was made."""
+    return images.ensure_debootstrap_image(settings, out, router_spec(), force=force)
