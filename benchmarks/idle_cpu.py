@@ -9,6 +9,13 @@ pushes the hello fixture app once, deploys its image to the other apps with `bui
 settle, then reads the appliance process's CPU time (/proc/PID/stat, all its threads) over
 `--seconds` and prints it as a share of one core. Bounded: every wait has a deadline; tears
 everything down at the end.
+
+Measured here (2 shared cores, other test runs beside it), 100 apps:
+- events + full resync every 30 s: 4.28 % of one core (over the target; the full pass dominated);
+- events + full resync every 300 s (RESYNC): 0.02 % (0.01 s CPU in 60 s); one full pass over 100 apps
+  took 9.3 s wall, 0.85 s CPU (0.28 % of a core averaged over 300 s).
+- router (tests/e2e/test_components.py): nginx master and workers SIGKILLed -> serving again after
+  0.59 s, 0.86 s, 1.16 s for three kills in a row (the engine's restart backoff doubles).
 """
 
 from __future__ import annotations
