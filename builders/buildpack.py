@@ -1,10 +1,13 @@
-"""Buildpack builds, the Heroku way (Deis v1's slugbuilder and slugrunner), entirely offline.
+"""Buildpack builds, the Heroku way (Deis v1's slugbuilder and slugrunner).
 
     export the commit   -> WORK/app                     (git archive, on the host)
     choose buildpacks   -> BUILDPACK_URL, else .buildpacks, else the built-ins, first to detect wins
-    fetch them          -> git clone on the host (http(s), file://, a host path; URL#ref)
+    fetch them          -> git clone on the host (http(s), file://, a host path; URL#ref), trusting the
+                           operator's build CA bundle (builders.buildenv)
     compile             -> an ephemeral slugbuilder container runs bin/detect, bin/compile
-                           BUILD_DIR CACHE_DIR ENV_DIR and bin/release of each (slugbuilder/build)
+                           BUILD_DIR CACHE_DIR ENV_DIR and bin/release of each (slugbuilder/build),
+                           with the CA bundle mounted read-only and the operator's build env file;
+                           the buildpacks install from PyPI / npm (or the mirrors named)
     slug                -> WORK/slug.tgz, the compiled /app ("Compiled slug size is N")
     image               -> slugrunner + the slug (a docker build of a two-file context), pushed
 
