@@ -64,6 +64,7 @@ def scale(p: Platform, app: str, changes: dict[str, int], user: str, out: Output
         _check_type(app, release, ptype)
     # Zeros are kept: a type scaled to zero on purpose must not fall back to the build's default.
     formation = {**apps.get_formation(p.store, app), **changes}
+    check_scale(p, app, changes, formation)
     d = pipeline.deployment_for(p, release, formation)
     existing = [i.name for i in p.backend.instances(app)]
     todo = rollout.scale_plan(app, release.version, release.build.process_types, existing, formation)
@@ -90,6 +91,23 @@ def scale(p: Platform, app: str, changes: dict[str, int], user: str, out: Output
     events.record(p.store, app, user, f"{user} scaled {pipeline.describe(changes)}")
     out.step(f"done, {app}:v{release.version} runs {pipeline.describe(formation)}")
     return formation
+
+
+def check_scale(p: Platform, app: str, changes: dict[str, int], formation: dict[str, int]) -> None:
+    """The operator's caps: containers per process type and per app (ValidationError, one line)."""
+    per_type, per_app = p.settings.max_scale_per_type, p.settings.max_scale_per_app
+    for ptype, count in sorted(changes.items()):
+        if count > per_type:
+            raise ValidationError(
+                f"cannot scale {ptype} to {count}: at most {per_type} containers per process type"
+                " (the operator's DEIS_MAX_SCALE_PER_TYPE)"
+            )
+    total = sum(formation.values())
+    if total > per_app and total > sum(apps.get_formation(p.store, app).values()):
+        raise ValidationError(
+            f"cannot scale {app} to {total} containers: at most {per_app} per app"
+            " (the operator's DEIS_MAX_SCALE_PER_APP)"
+        )
 
 
 # -- restart -----------------------------------------------------------------------------------------
