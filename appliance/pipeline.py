@@ -16,6 +16,7 @@ import time
 
 import builders
 from appliance.platform import Platform
+from builders import source
 from core.errors import ValidationError
 from core.names import memory_bytes
 from core.output import Output
@@ -32,6 +33,8 @@ log = logging.getLogger("deis.pipeline")
 def deploy(p: Platform, push: Push, out: Output) -> Release:
     started = time.monotonic()
     current = releases.latest(p.store, push.app)
+    # A few MB of pack may unpack to gigabytes: refused before anything is exported.
+    source.Source.of(push).check_size(p.settings.max_push_bytes)
     build = builders.build(p.settings, push, out, config=current.config if current else {})
     summary = f"{push.user} deployed {push.sha[:7]}"
     release = releases.prepare(p.store, push.app, by=push.user, summary=summary, build=build)

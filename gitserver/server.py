@@ -286,7 +286,9 @@ class Appliance:
         lock = await asyncio.to_thread(ctx.lock, app.name)
         try:
             repo = await asyncio.to_thread(repos.ensure_repo, self.settings, app.name)
-            code = await channels.bridge(process, ["git", "receive-pack", str(repo)], env)
+            # git refuses a pack over the limit as it arrives; the hook checks the unpacked size.
+            limit = f"receive.maxInputSize={self.settings.max_push_bytes}"
+            code = await channels.bridge(process, ["git", "-c", limit, "receive-pack", str(repo)], env)
             if code == 0:
                 await asyncio.to_thread(repos.fix_head, repo)
             return code

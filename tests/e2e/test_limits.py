@@ -45,7 +45,7 @@ def test_scale_is_capped_with_a_clear_message(platform: Harness, mallory: Key) -
     before = platform.containers(app)
     r = platform.ssh(mallory, "scale", "cmd=99999999999", "--app", app)
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines() == [
+    assert r.stderr.rstrip().splitlines() == [
         " !     cannot scale cmd to 99999999999: at most 100 containers per process type"
         " (the operator's DEIS_MAX_SCALE_PER_TYPE)"
     ]
