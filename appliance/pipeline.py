@@ -137,6 +137,8 @@ def deployment_for(
             build.healthchecks.get("web") or build.healthchecks.get("cmd"),
         ),
         memory={t: memory_bytes(v) for t, v in release.memory.items()},
+        default_memory=p.settings.default_memory or None,
+        pids_limit=p.settings.default_pids_limit or None,
         cpu=release.cpu,
         runner=build.runner,
         release_command=build.release,

@@ -3,12 +3,17 @@ and checks that the platform keeps serving everyone else and the attacker gets a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
+from pathlib import Path
 
 import docker
 import pytest
 
+from appliance import services
+from gitserver.admin import appliance_service
 from tests.harness import Harness, Key, unique
 
 pytestmark = pytest.mark.e2e
@@ -87,3 +92,143 @@ def test_an_app_that_never_answers_its_probes_delays_no_other_app(
     finally:
         ok(platform.ssh(mallory, "apps:destroy", hostile, "--confirm", hostile))
         ok(platform.ssh(admin, "apps:destroy", victim, "--confirm", victim))
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_highly_compressible_2gb_push_is_refused_and_the_appliance_stays_small(
+    platform: Harness, mallory: Key
+) -> None:
+    app = unique("zeros")
+    work = platform.checkout("hello", app)
+    with (work / "zeros.bin").open("wb") as f:
+        f.truncate(2 << 30)  # 2 GiB of zeros: a few MB once git packs it
+    platform.git(work, "add", "-A", timeout=600)
+    platform.git(work, "commit", "-q", "-m", "zeros")
+    pid = services.running_pid(appliance_service(platform.settings), platform.settings)
+    assert pid is not None
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            with contextlib.suppress(OSError):
+                peak[0] = max(peak[0], _rss_kib(pid, "VmRSS"))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        r = platform.push(work, mallory)
+    finally:
+        done.set()
+        sampler.join()
+    hwm = _rss_kib(pid, "VmHWM") / 1024
+    print(f"\nappliance RSS peak during the push: {peak[0] / 1024:.0f} MiB (VmHWM since start {hwm:.0f} MiB)")
+    assert r.returncode != 0
+    assert "is too large: over 1.0 GiB unpacked (at least" in r.stderr, r.stderr
+    assert "push rejected: nothing changed" in r.stderr
+    assert platform.containers(app) == []
+    assert peak[0] < 300 * 1024
+    ok(platform.ssh(mallory, "apps:destroy", app, "--confirm", app))
+
+
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("connected")
+except OSError as exc:
+    print("refused:", type(exc).__name__)
+"""
+
+FORK_BOMB = """
+import os, time
+n = 0
+try:
+    while n < 5000:
+        if os.fork() == 0:
+            time.sleep(3)
+            os._exit(0)
+        n += 1
+    print("unbounded", n)
+except OSError as exc:
+    print("bounded after", n, "forks:", exc.strerror)
+"""
+
+
+def _ip(container: str) -> str:
+    attrs = docker.from_env().containers.get(container).attrs
+    (net,) = attrs["NetworkSettings"]["Networks"].values()
+    return str(net["IPAddress"])
+
+
+@pytest.fixture(scope="module")
+def two_apps(platform: Harness, admin: Key, mallory: Key):  # type: ignore[no-untyped-def]
+    victim = unique("vict")
+    ok(platform.push(platform.checkout("hello", victim), admin))
+    ok(platform.ssh(admin, "config:set", "--app", victim, "SECRET=victim-secret-8c1f"))
+    attacker = unique("atk")
+    ok(platform.push(platform.checkout("hello", attacker), mallory))
+    yield victim, attacker
+    ok(platform.ssh(mallory, "apps:destroy", attacker, "--confirm", attacker))
+    ok(platform.ssh(admin, "apps:destroy", victim, "--confirm", victim))
+
+
+def test_a_one_off_cannot_connect_to_another_apps_container(
+    platform: Harness, mallory: Key, two_apps
+) -> None:  # type: ignore[no-untyped-def]
+    victim, attacker = two_apps
+    ip = _ip(f"{victim}_v3.cmd.1")
+    r = platform.ssh(mallory, "run", "--app", attacker, "--", "python3", "-c", f"'{CONNECT}'", ip, "5000")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("refused:"), r.stdout
+    status, body = platform.get(victim)  # through the router, the victim still answers everyone
+    assert status == 200 and "hello from v1" in body
+    # The attacker's own containers are confined the same way.
+    attrs = docker.from_env().containers.get(f"{attacker}_v2.cmd.1").attrs["HostConfig"]
+    assert "NET_RAW" in attrs["CapDrop"] and attrs["SecurityOpt"] == ["no-new-privileges"]
+    assert attrs["PidsLimit"] == platform.settings.default_pids_limit
+    assert attrs["Memory"] == platform.settings.default_memory
+
+
+def test_a_fork_bomb_in_a_one_off_is_bounded(platform: Harness, mallory: Key, two_apps) -> None:  # type: ignore[no-untyped-def]
+    _, attacker = two_apps
+    started = time.monotonic()
+    r = platform.ssh(mallory, "run", "--app", attacker, "--", "python3", "-c", f"'{FORK_BOMB}'", timeout=120)
+    took = time.monotonic() - started
+    print(f"\nfork bomb: {r.stdout.strip()} ({took:.1f}s)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("bounded after"), r.stdout
+    assert int(r.stdout.split()[2]) < platform.settings.default_pids_limit
+    started = time.monotonic()
+    ok(platform.ssh(mallory, "apps:list"))
+    assert time.monotonic() - started < 10
+
+
+def test_config_values_never_reach_a_command_line(platform: Harness, admin: Key, two_apps) -> None:  # type: ignore[no-untyped-def]
+    victim, _ = two_apps
+    found: list[str] = []
+    done = threading.Event()
+
+    def scan() -> None:
+        while not done.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                with contextlib.suppress(OSError):
+                    if b"victim-secret-8c1f" in cmdline.read_bytes():
+                        found.append(str(cmdline))
+            time.sleep(0.02)
+
+    scanner = threading.Thread(target=scan, daemon=True)
+    scanner.start()
+    try:
+        r = platform.ssh(admin, "run", "--app", victim, "--", "sh", "-c", "'sleep 2; echo $SECRET'")
+    finally:
+        done.set()
+        scanner.join()
+    assert r.returncode == 0 and r.stdout == "victim-secret-8c1f\n", r.stdout + r.stderr
+    assert found == []
