@@ -195,6 +195,18 @@ def run(p: Platform, spec: ProcessSpec, stdio: Stdio, hangup: threading.Event) -
             p.backend.stop(str(spec.name), 0)
 
 
+def used_elsewhere(p: Platform, app: str) -> frozenset[str]:
+    """Images of `app`'s registry repository that releases of other apps name (builds:create)."""
+    prefix = f"{p.settings.registry}/{app}:"
+    return frozenset(
+        r.build.image
+        for other in apps.list_apps(p.store)
+        if other.name != app
+        for r in releases.list_releases(p.store, other.name)
+        if r.build is not None and r.build.image.startswith(prefix)
+    )
+
+
 # -- destroy -----------------------------------------------------------------------------------------
 def destroy(p: Platform, app: str, out: Output, forget_source: Callable[[str], None]) -> None:
     """Remove every trace of `app`: route, instances, images (local and registry), its source
@@ -215,9 +227,12 @@ def destroy(p: Platform, app: str, out: Output, forget_source: Callable[[str], N
     rollout.stop_all(p.backend, [i.id for i in gone], p.settings.stop_grace)
     names = sorted({str(i.name) for i in gone})
     out.detail(f"removed containers: {', '.join(names)}" if names else "no containers")
-    local, tags = builders.forget(p.settings, app)
+    keep = used_elsewhere(p, app)
+    local, tags = builders.forget(p.settings, app, keep)
     out.detail(f"removed local images: {', '.join(local)}" if local else "no local images")
     out.detail(f"deleted from the registry: {', '.join(tags)}" if tags else "nothing in the registry")
+    if keep:
+        out.detail(f"kept, other apps deployed them: {', '.join(sorted(keep))}")
     forget_source(app)
     domains.forget_app(p.store, app)
     apps.destroy_app(p.store, app)

@@ -59,7 +59,7 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     deployment = deployment_for(p, release)
     if deployment.release_command:
         out.step(f"Running release command: {deployment.release_command}")
-        release_phase.run(p.backend, deployment, out.detail)
+        release_phase.run(p.backend, deployment, out.detail, p.settings.release_timeout)
     out.step(f"Launching {release.app}:v{release.version} ({describe(deployment.formation)})")
     instances = rollout.launch(p.backend, deployment, out.detail)
     switch(p, release, instances, out)

@@ -239,3 +239,18 @@ def test_scale_is_capped_per_type_and_per_app(p: Platform) -> None:
     assert running(p, app) == ["v2.web.1"] and apps.get_formation(p.store, app) == {"web": 1}
     operations.scale(p, app, {"web": 3, "worker": 1}, "alice", out())
     assert len(running(p, app)) == 4
+
+
+def test_a_release_phase_that_never_ends_is_stopped_at_its_time_limit(p: Platform) -> None:
+    app = new_app(p)
+    deploy(p, app)
+    backend(p).programs["hung-release"] = Program(hangs=True)
+    p.settings.release_timeout = 0.5
+    build = Build(
+        image="hung-release", kind="dockerfile", procfile={"web": "serve"}, release="sleep infinity"
+    )
+    r = releases.prepare(p.store, app, by="alice", summary="test", build=build, config=FAST)
+    with pytest.raises(DeployError, match=r"release command ran longer than 0.5s and was stopped"):
+        pipeline.roll_out(p, r, out())
+    assert running(p, app) == ["v2.web.1"]
+    assert releases.latest(p.store, app).version == 2  # type: ignore[union-attr]

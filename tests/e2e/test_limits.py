@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -232,3 +233,55 @@ def test_config_values_never_reach_a_command_line(platform: Harness, admin: Key,
         scanner.join()
     assert r.returncode == 0 and r.stdout == "victim-secret-8c1f\n", r.stdout + r.stderr
     assert found == []
+
+
+def test_fifty_followers_from_one_user_lock_nobody_else_out(
+    platform: Harness, admin: Key, mallory: Key
+) -> None:
+    app = unique("chatty")
+    ok(platform.push(platform.checkout("hello", app), mallory))
+    argv = [*platform.ssh_argv(mallory), "git@127.0.0.1", "logs", "-f", "--app", app]
+    followers = [
+        subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(50)
+    ]
+    try:
+        time.sleep(3)
+        other = unique("busy")
+        started = time.monotonic()
+        r = platform.push(platform.checkout("hello", other), admin)
+        took = time.monotonic() - started
+        assert r.returncode == 0, r.stderr
+        started = time.monotonic()
+        ok(platform.ssh(admin, "apps:list"))
+        listed = time.monotonic() - started
+        refused = [p for p in followers if p.poll() is not None]
+        still = [p for p in followers if p.poll() is None]
+        print(f"\n50 followers: {len(still)} following, {len(refused)} refused")
+        print(f"meanwhile another user's push took {took:.1f}s, apps:list {listed:.2f}s")
+        assert len(still) == platform.settings.max_sessions_per_user
+        for p in refused:
+            _, err = p.communicate()
+            assert p.returncode == 1
+            most = platform.settings.max_sessions_per_user
+            assert err.splitlines() == [
+                f" !     too many sessions: mallory has {most} open, the most one user may have"
+                " (the operator's DEIS_MAX_SESSIONS_PER_USER); close one and try again"
+            ]
+        assert listed < 5
+        ok(platform.ssh(admin, "apps:destroy", other, "--confirm", other))
+    finally:
+        for p in followers:
+            if p.poll() is None:
+                p.terminate()
+            p.communicate()
+    deadline = time.monotonic() + 10  # the followers' sessions close: mallory may work again
+    while time.monotonic() < deadline:
+        r = platform.ssh(mallory, "apps:info", app)
+        if r.returncode == 0:
+            break
+        time.sleep(0.2)
+    ok(r)
+    ok(platform.ssh(mallory, "apps:destroy", app, "--confirm", app))
