@@ -197,13 +197,13 @@ def run(p: Platform, spec: ProcessSpec, stdio: Stdio, hangup: threading.Event) -
 
 def used_elsewhere(p: Platform, app: str) -> frozenset[str]:
     """Images of `app`'s registry repository that releases of other apps name (builds:create)."""
-    prefix = f"{p.settings.registry}/{app}:"
+    repo = f"{p.settings.registry}/{app}"
     return frozenset(
         r.build.image
         for other in apps.list_apps(p.store)
         if other.name != app
         for r in releases.list_releases(p.store, other.name)
-        if r.build is not None and r.build.image.startswith(prefix)
+        if r.build is not None and r.build.image.startswith((f"{repo}:", f"{repo}@"))
     )
 
 

@@ -136,7 +136,7 @@ def forget(settings: Settings, app: str, keep: frozenset[str] = frozenset()) -> 
 
     repo = f"{settings.registry}/{app}"
     local = engine.remove_images(repo, keep, force=True)
-    kept_tags = frozenset(ref.removeprefix(f"{repo}:") for ref in keep if ref.startswith(f"{repo}:"))
-    tags = registry.delete_repository(settings, app, kept_tags)
+    kept = frozenset(ref[len(repo) + 1 :] for ref in keep if ref.startswith((f"{repo}:", f"{repo}@")))
+    tags = registry.delete_repository(settings, app, kept)
     buildpack.purge_cache(settings, app)
     return local, tags

@@ -75,11 +75,12 @@ def registry_tags(settings: Settings, app: str) -> list[str]:
 
 
 def delete_repository(settings: Settings, app: str, keep: frozenset[str] = frozenset()) -> list[str]:
-    """Delete every manifest of `app` (and unlink its blobs) from the registry, except the tags in
-    `keep` (and what they use); returns the deleted tags."""
+    """Delete every manifest of `app` (and unlink its blobs) from the registry, except those `keep`
+    names by tag or digest (and the blobs they use); returns the deleted tags."""
     tags = registry_tags(settings, app)
     digests: dict[str, dict[str, Any]] = {}
     kept: dict[str, dict[str, Any]] = {}
+    tag_digest: dict[str, str] = {}
     for tag in tags:
         status, headers, body = _request("GET", manifest_url(settings.registry, app, tag), accept=True)
         if status == 404:  # deleted meanwhile with a sibling tag
@@ -88,7 +89,8 @@ def delete_repository(settings: Settings, app: str, keep: frozenset[str] = froze
         digest = {k.lower(): v for k, v in headers.items()}.get("docker-content-digest")
         if not digest:
             raise ServiceError(f"the registry gave no digest for {app}:{tag}")
-        (kept if tag in keep else digests)[digest] = json.loads(body)
+        tag_digest[tag] = digest
+        (kept if tag in keep or digest in keep else digests)[digest] = json.loads(body)
     in_use = {blob for manifest in kept.values() for blob in blob_digests(manifest)}
     for digest, manifest in digests.items():
         if digest in kept:
@@ -100,4 +102,4 @@ def delete_repository(settings: Settings, app: str, keep: frozenset[str] = froze
             _expect(status, (202, 404), f"delete blob {blob} of {app}", body)
         status, _, body = _request("DELETE", manifest_url(settings.registry, app, digest))
         _expect(status, (202, 404), f"delete manifest {digest} of {app}", body)
-    return [t for t in tags if t not in keep]
+    return [t for t in tags if t not in tag_digest or tag_digest[t] not in kept]

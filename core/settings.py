@@ -57,6 +57,10 @@ def check_ca_bundle(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+# Under the state dir, readable by root only: etcd's data (config, keys, certificates), the
+# registry's images, the apps' repositories and build caches, logs, sockets and pidfiles.
+PRIVATE_DIRS = ("etcd", "registry", "repos", "cache", "builds", "log", "run")
+
 # field name -> environment variable
 _ENV = {
     "ssh_host": "DEIS_SSH_HOST",
@@ -206,8 +210,18 @@ class Settings:
         d["build_env"] = list(self.build_env)
         return d
 
-    def save(self) -> None:
+    def harden(self) -> None:
+        """The state dir's permissions: others may pass through it (nginx's workers reach their temp
+        dirs under nginx/) but not list it; what holds secrets or tenants' code is root's alone."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o711)
+        for name in PRIVATE_DIRS:
+            path = self.state_dir / name
+            path.mkdir(exist_ok=True)
+            os.chmod(path, 0o700)
+
+    def save(self) -> None:
+        self.harden()
         tmp = self.config_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         os.replace(tmp, self.config_file)

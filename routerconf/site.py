@@ -52,6 +52,10 @@ def check_domain(domain: str, platform_domain: str) -> str:
             f"invalid domain {domain!r}: use a hostname like www.example.com (or *.example.com),"
             " lowercase letters, digits, dots and dashes"
         )
+    if d.rsplit(".", 1)[-1].isdigit() or d.rsplit(".", 1)[-1].startswith("0x"):
+        # 10.0.0.1, 127.1, 0x7f.1: an address (no top-level domain is all digits), which would take
+        # the router's own addresses (and every request that names no app) for this app.
+        raise ValidationError(f"invalid domain {domain!r}: an IP address is not a domain; use a hostname")
     platform = platform_domain.lower()
     base = d[2:] if d.startswith("*.") else d
     if (

@@ -276,7 +276,8 @@ def test_fifty_followers_from_one_user_lock_nobody_else_out(
         for p in followers:
             if p.poll() is None:
                 p.terminate()
-            p.communicate()
+            with contextlib.suppress(ValueError):  # read already (a refused one)
+                p.communicate(timeout=30)
     deadline = time.monotonic() + 10  # the followers' sessions close: mallory may work again
     while time.monotonic() < deadline:
         r = platform.ssh(mallory, "apps:info", app)
@@ -285,3 +286,61 @@ def test_fifty_followers_from_one_user_lock_nobody_else_out(
         time.sleep(0.2)
     ok(r)
     ok(platform.ssh(mallory, "apps:destroy", app, "--confirm", app))
+
+
+def test_destroying_an_app_keeps_the_images_other_apps_deployed(platform: Harness, admin: Key) -> None:
+    source_app, user_app = unique("src"), unique("user")
+    ok(platform.push(platform.checkout("hello", source_app), admin))
+    (build,) = json.loads(platform.ssh(admin, "builds", "--app", source_app, "--json").stdout)
+    ok(platform.ssh(admin, "apps:create", user_app))
+    ok(platform.ssh(admin, "builds:create", build["image"], "--app", user_app))
+    r = platform.ssh(admin, "apps:destroy", source_app, "--confirm", source_app)
+    ok(r)
+    assert f"kept, other apps deployed them: {build['image']}" in r.stdout
+    # The other app still runs, and can start again from the registry (its local image is gone).
+    ok(platform.ssh(admin, "ps:restart", "--app", user_app))
+    assert platform.get(user_app) == (200, "hello from v1\n")
+    ok(platform.ssh(admin, "apps:destroy", user_app, "--confirm", user_app))
+
+
+def test_small_holes_domains_keys_and_the_last_key(platform: Harness, admin: Key) -> None:
+    app = unique("small")
+    ok(platform.ssh(admin, "apps:create", app))
+    for ip in ("10.0.0.1", "127.1"):
+        r = platform.ssh(admin, "domains:add", ip, "--app", app)
+        assert r.returncode == 1
+        assert r.stderr.rstrip().splitlines() == [
+            f" !     invalid domain {ip!r}: an IP address is not a domain; use a hostname"
+        ]
+    eve = platform.add_user("eve")
+    spare = platform.key("eve-spare")
+    hostile = " ".join(spare.public.split()[:2]) + " \x1b[2J\x1b]0;pwned\x07laptop\n"
+    ok(platform.ssh(eve, "keys:add", input=hostile))
+    listing = platform.ssh(eve, "keys:list").stdout
+    assert "\x1b" not in listing and "\\x1b[2J\\x1b]0;pwned\\x07laptop" in listing
+    ok(platform.ssh(admin, "keys:remove", "--user", "eve", "\\x1b[2J\\x1b]0;pwned\\x07laptop"))
+    # Two removals at once, each session removing the key the other logged in with: never both.
+    for n in range(3):
+        a, b = platform.key(f"eve-a{n}"), platform.key(f"eve-b{n}")
+        for k in (a, b):
+            ok(platform.ssh(admin, "keys:add", "--user", "eve", input=k.public))
+        for k in json.loads(platform.ssh(admin, "keys:list", "--all", "--json").stdout):
+            if k["user"] == "eve" and k["name"] not in (a.name, b.name):
+                ok(platform.ssh(admin, "keys:remove", "--user", "eve", k["fingerprint"]))
+        both = [
+            subprocess.Popen(
+                [*platform.ssh_argv(me), "git@127.0.0.1", "keys:remove", other.name],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for me, other in ((a, b), (b, a))
+        ]
+        errors = [p.communicate(timeout=60)[1] for p in both]
+        codes = sorted(p.returncode for p in both)
+        # The loser is refused (its key is the last one) or, if it came later, cannot log in.
+        assert codes[0] == 0 and codes[1] in (1, 255), errors
+        keys = json.loads(platform.ssh(admin, "keys:list", "--all", "--json").stdout)
+        assert len([k for k in keys if k["user"] == "eve"]) == 1, keys
+    ok(platform.ssh(admin, "apps:destroy", app, "--confirm", app))

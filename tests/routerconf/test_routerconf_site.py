@@ -361,3 +361,10 @@ def test_stored_timeouts_over_the_cap_render_at_the_cap() -> None:
         "capped", "example.test", ["127.0.0.1:5000"], 80, site=Site(options={"read_timeout": "24h"})
     )
     assert "proxy_read_timeout 3600s;" in text and "set $deis_app capped;" in text
+
+
+@pytest.mark.parametrize("ip", ["10.0.0.1", "127.0.0.1", "127.1", "0x7f.1", "*.0.0.1", "192.168.1.10."])
+def test_ip_literals_are_not_domains(ip: str) -> None:
+    with pytest.raises(ValidationError, match="an IP address is not a domain"):
+        check_domain(ip, "deis.local")
+    assert check_domain("1.2.3.example.com", "deis.local") == "1.2.3.example.com"
