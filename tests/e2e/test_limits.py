@@ -318,7 +318,9 @@ def test_small_holes_domains_keys_and_the_last_key(platform: Harness, admin: Key
     ok(platform.ssh(eve, "keys:add", input=hostile))
     listing = platform.ssh(eve, "keys:list").stdout
     assert "\x1b" not in listing and "\\x1b[2J\\x1b]0;pwned\\x07laptop" in listing
-    ok(platform.ssh(admin, "keys:remove", "--user", "eve", "\\x1b[2J\\x1b]0;pwned\\x07laptop"))
+    (laptop,) = [k for k in json.loads(platform.ssh(eve, "keys:list", "--json").stdout) if k["name"] != "eve"]
+    assert laptop["name"] == "\\x1b[2J\\x1b]0;pwned\\x07laptop"
+    ok(platform.ssh(admin, "keys:remove", "--user", "eve", laptop["fingerprint"]))
     # Two removals at once, each session removing the key the other logged in with: never both.
     for n in range(3):
         a, b = platform.key(f"eve-a{n}"), platform.key(f"eve-b{n}")

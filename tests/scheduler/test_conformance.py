@@ -19,7 +19,7 @@ import pytest
 
 from core.names import ContainerName
 from scheduler.base import EVENT_ACTIONS, Backend, Event, ProcessSpec, Stdio
-from scheduler.docker import DockerBackend
+from scheduler.docker import LABEL_PLATFORM, DockerBackend
 from scheduler.memory import MemoryBackend, Program
 from tests.harness import own
 
@@ -77,6 +77,9 @@ def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Backend, Programs]]:
     yield backend, programs
     for inst in backend.instances():
         backend.stop(inst.id, 0)
+    if isinstance(backend, DockerBackend):  # the app network it made on its first start
+        for net in backend.client.networks.list(filters={"label": f"{LABEL_PLATFORM}={backend.platform}"}):
+            net.remove()
 
 
 def spec(app: str, program: tuple[str, list[str] | None], num: int = 1, **kw: object) -> ProcessSpec:
