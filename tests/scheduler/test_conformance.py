@@ -77,7 +77,12 @@ def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Backend, Programs]]:
     yield backend, programs
     for inst in backend.instances():
         backend.stop(inst.id, 0)
-    if isinstance(backend, DockerBackend):  # the app network it made on its first start
+    forget_network(backend)
+
+
+def forget_network(backend: Backend) -> None:
+    """The app network a docker backend made on its first start."""
+    if isinstance(backend, DockerBackend):
         for net in backend.client.networks.list(filters={"label": f"{LABEL_PLATFORM}={backend.platform}"}):
             net.remove()
 
@@ -252,4 +257,5 @@ def test_an_event_stream_sees_only_its_platform(setup: tuple[Backend, Programs])
         follower.close()
         for inst in other.instances():
             other.stop(inst.id, 0)
+        forget_network(other)
     assert all(e.app != stranger.name.app for e in follower.seen)
