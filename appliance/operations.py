@@ -64,6 +64,7 @@ def scale(p: Platform, app: str, changes: dict[str, int], user: str, out: Output
         _check_type(app, release, ptype)
     # Zeros are kept: a type scaled to zero on purpose must not fall back to the build's default.
     formation = {**apps.get_formation(p.store, app), **changes}
+    check_scale(p, app, changes, formation)
     d = pipeline.deployment_for(p, release, formation)
     existing = [i.name for i in p.backend.instances(app)]
     todo = rollout.scale_plan(app, release.version, release.build.process_types, existing, formation)
@@ -90,6 +91,23 @@ def scale(p: Platform, app: str, changes: dict[str, int], user: str, out: Output
     events.record(p.store, app, user, f"{user} scaled {pipeline.describe(changes)}")
     out.step(f"done, {app}:v{release.version} runs {pipeline.describe(formation)}")
     return formation
+
+
+def check_scale(p: Platform, app: str, changes: dict[str, int], formation: dict[str, int]) -> None:
+    """The operator's caps: containers per process type and per app (ValidationError, one line)."""
+    per_type, per_app = p.settings.max_scale_per_type, p.settings.max_scale_per_app
+    for ptype, count in sorted(changes.items()):
+        if count > per_type:
+            raise ValidationError(
+                f"cannot scale {ptype} to {count}: at most {per_type} containers per process type"
+                " (the operator's DEIS_MAX_SCALE_PER_TYPE)"
+            )
+    total = sum(formation.values())
+    if total > per_app and total > sum(apps.get_formation(p.store, app).values()):
+        raise ValidationError(
+            f"cannot scale {app} to {total} containers: at most {per_app} per app"
+            " (the operator's DEIS_MAX_SCALE_PER_APP)"
+        )
 
 
 # -- restart -----------------------------------------------------------------------------------------
@@ -177,6 +195,18 @@ def run(p: Platform, spec: ProcessSpec, stdio: Stdio, hangup: threading.Event) -
             p.backend.stop(str(spec.name), 0)
 
 
+def used_elsewhere(p: Platform, app: str) -> frozenset[str]:
+    """Images of `app`'s registry repository that releases of other apps name (builds:create)."""
+    repo = f"{p.settings.registry}/{app}"
+    return frozenset(
+        r.build.image
+        for other in apps.list_apps(p.store)
+        if other.name != app
+        for r in releases.list_releases(p.store, other.name)
+        if r.build is not None and r.build.image.startswith((f"{repo}:", f"{repo}@"))
+    )
+
+
 # -- destroy -----------------------------------------------------------------------------------------
 def destroy(p: Platform, app: str, out: Output, forget_source: Callable[[str], None]) -> None:
     """Remove every trace of `app`: route, instances, images (local and registry), its source
@@ -197,9 +227,12 @@ def destroy(p: Platform, app: str, out: Output, forget_source: Callable[[str], N
     rollout.stop_all(p.backend, [i.id for i in gone], p.settings.stop_grace)
     names = sorted({str(i.name) for i in gone})
     out.detail(f"removed containers: {', '.join(names)}" if names else "no containers")
-    local, tags = builders.forget(p.settings, app)
+    keep = used_elsewhere(p, app)
+    local, tags = builders.forget(p.settings, app, keep)
     out.detail(f"removed local images: {', '.join(local)}" if local else "no local images")
     out.detail(f"deleted from the registry: {', '.join(tags)}" if tags else "nothing in the registry")
+    if keep:
+        out.detail(f"kept, other apps deployed them: {', '.join(sorted(keep))}")
     forget_source(app)
     domains.forget_app(p.store, app)
     apps.destroy_app(p.store, app)

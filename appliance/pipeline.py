@@ -16,6 +16,7 @@ import time
 
 import builders
 from appliance.platform import Platform
+from builders import source
 from core.errors import ValidationError
 from core.names import memory_bytes
 from core.output import Output
@@ -32,6 +33,8 @@ log = logging.getLogger("deis.pipeline")
 def deploy(p: Platform, push: Push, out: Output) -> Release:
     started = time.monotonic()
     current = releases.latest(p.store, push.app)
+    # A few MB of pack may unpack to gigabytes: refused before anything is exported.
+    source.Source.of(push).check_size(p.settings.max_push_bytes)
     build = builders.build(p.settings, push, out, config=current.config if current else {})
     summary = f"{push.user} deployed {push.sha[:7]}"
     release = releases.prepare(p.store, push.app, by=push.user, summary=summary, build=build)
@@ -56,7 +59,7 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     deployment = deployment_for(p, release)
     if deployment.release_command:
         out.step(f"Running release command: {deployment.release_command}")
-        release_phase.run(p.backend, deployment, out.detail)
+        release_phase.run(p.backend, deployment, out.detail, p.settings.release_timeout)
     out.step(f"Launching {release.app}:v{release.version} ({describe(deployment.formation)})")
     instances = rollout.launch(p.backend, deployment, out.detail)
     switch(p, release, instances, out)
@@ -134,6 +137,8 @@ def deployment_for(
             build.healthchecks.get("web") or build.healthchecks.get("cmd"),
         ),
         memory={t: memory_bytes(v) for t, v in release.memory.items()},
+        default_memory=p.settings.default_memory or None,
+        pids_limit=p.settings.default_pids_limit or None,
         cpu=release.cpu,
         runner=build.runner,
         release_command=build.release,

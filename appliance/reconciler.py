@@ -16,6 +16,12 @@ have been missed), it compares every app. Idle, it does nothing but wait on the 
 
 Anything beyond routing changes is done under the app's deploy lock, taken without waiting: an app
 being deployed is the deploy's business, and is looked at again on the next pass.
+
+One app's misbehaviour delays no other: an app's routed containers are probed side by side (a pool
+of PROBE_WORKERS), each probe cut off after PROBE_CAP seconds whatever its app asks for, and a look
+waits for them at most PROBE_WAIT; a probe still running then counts as no answer yet (neither a
+pass nor a miss: the container keeps its place in the router or stays out of it), is not started
+again, and gives its verdict to a later look (the app is looked at again after POLL).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 
 from appliance import pipeline
@@ -42,6 +50,9 @@ POLL = 0.25  # an app whose routed container runs but does not answer yet: probe
 RETRY = 1.0  # an app that could not be looked at (its lock held, the store down); a lost event stream
 RESYNC = 300.0  # every app, whatever the events said: the safety net for a missed event
 FIRST_WAIT = 2.0  # at start, how long the first full pass waits for the event stream to be followed
+PROBE_CAP = 2.0  # seconds one probe may take, whatever its app asks for
+PROBE_WAIT = 0.5  # seconds a look waits for its probes; slower ones give their verdict to a later look
+PROBE_WORKERS = 32
 
 
 @dataclass
@@ -86,7 +97,9 @@ class Reconciler:
         self._pending: set[str] = set()  # apps with a routed container running but not healthy (yet)
         self._busy: set[str] = set()  # apps whose lock someone else held: look again after `retry`
         self._misses: dict[str, int] = {}  # running container -> probes failed in a row
-        self._probed: dict[str, bool] = {}  # this pass's probe results, by instance id
+        self._probed: dict[str, bool | None] = {}  # this pass's verdicts by instance id; None: not yet
+        self._pool = ThreadPoolExecutor(max_workers=PROBE_WORKERS, thread_name_prefix="probe")
+        self._inflight: dict[str, Future[bool]] = {}  # probes that outlasted the look that started them
         # Shared with the thread that follows the event stream, under `_wake`:
         self._wake = threading.Condition()
         self._dirty: set[str] = set()  # apps an event named since they were last looked at
@@ -180,6 +193,8 @@ class Reconciler:
             by_app.setdefault(inst.name.app, []).append(inst)
         alive = {f"{i.id}@{i.started}" for group in by_app.values() for i in group}
         self._misses = {k: n for k, n in self._misses.items() if k in alive}
+        ids = {k.partition("@")[0] for k in alive}
+        self._inflight = {k: f for k, f in self._inflight.items() if k in ids or not f.done()}
         for app in apps.list_apps(self.p.store):
             self._look(app.name, by_app.pop(app.name, []))
         for name, instances in by_app.items():
@@ -265,6 +280,7 @@ class Reconciler:
 
     def _healthy_endpoints(self, d: rollout.Deployment, actual: list[Instance]) -> list[str]:
         routed = [i for i in actual if i.name.version == d.version and i.name.type in ROUTED_TYPES]
+        self._probe_all([i for i in routed if i.running], d)
         healthy = [i for i in routed if i.running and self._answers(i, d)]
         if len(healthy) < len(routed) or any(self._misses.get(f"{i.id}@{i.started}") for i in healthy):
             self._pending.add(d.app)  # not all answer (or one kept despite a miss): probe again soon
@@ -276,14 +292,46 @@ class Reconciler:
         A pass probes each instance once, so a miss counts once however often a pass asks."""
         key = f"{inst.id}@{inst.started}"
         if inst.id not in self._probed:
-            ok = self._probed[inst.id] = probe(self.p.backend, inst, d.health)[0]
+            self._probe_all([inst], d)
+        verdict = self._probed[inst.id]
+        if verdict:
+            return True
+        if verdict is None:
+            self._pending.add(d.app)  # no answer yet: look again soon
+        return self._misses.get(key, 0) < 2 and inst.endpoint in (pipeline.published(self.p, d.app) or [])
+
+    def _probe_all(self, instances: list[Instance], d: rollout.Deployment) -> None:
+        """Probe `instances` side by side, waiting at most PROBE_WAIT for the probes started here;
+        verdicts in `self._probed` (None: not known yet), misses counted."""
+        todo: dict[str, tuple[Instance, Future[bool]]] = {}
+        fresh: list[Future[bool]] = []  # an older probe still running is slow: not waited for again
+        for inst in instances:
+            if inst.id in self._probed or inst.id in todo:
+                continue
+            fut = self._inflight.get(inst.id)
+            if fut is None:
+                fut = self._inflight[inst.id] = self._pool.submit(self._probe_one, inst, d)
+                fresh.append(fut)
+            todo[inst.id] = (inst, fut)
+        if fresh:
+            wait_futures(fresh, timeout=PROBE_WAIT)
+        for iid, (inst, fut) in todo.items():
+            if not fut.done():
+                self._probed[iid] = None
+                continue
+            del self._inflight[iid]
+            ok = self._probed[iid] = fut.result()
+            key = f"{inst.id}@{inst.started}"
             if ok:
                 self._misses.pop(key, None)
             else:
                 self._misses[key] = self._misses.get(key, 0) + 1
-        if self._probed[inst.id]:
-            return True
-        return self._misses.get(key, 0) < 2 and inst.endpoint in (pipeline.published(self.p, d.app) or [])
+
+    def _probe_one(self, inst: Instance, d: rollout.Deployment) -> bool:
+        try:
+            return probe(self.p.backend, inst, d.health, cap=PROBE_CAP)[0]
+        except Exception:  # a probe that cannot run is a probe that failed
+            return False
 
 
 def start_thread(p: Platform) -> threading.Event:

@@ -128,12 +128,15 @@ def collect_garbage(settings: Settings, app: str, keep: set[str]) -> list[str]:
     return removed
 
 
-def forget(settings: Settings, app: str) -> tuple[list[str], list[str]]:
-    """Every image of `app`: its local tags, then its registry repository; (local, registry) tags.
-    Its build cache goes too: the next owner of the name must not get it."""
+def forget(settings: Settings, app: str, keep: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """Every image of `app` but those in `keep` (other apps deployed them with builds:create): its
+    local tags, then its registry repository; (local, registry) tags removed. Its build cache goes
+    too: the next owner of the name must not get it."""
     from builders import registry
 
-    local = engine.remove_images(f"{settings.registry}/{app}", force=True)
-    tags = registry.delete_repository(settings, app)
+    repo = f"{settings.registry}/{app}"
+    local = engine.remove_images(repo, keep, force=True)
+    kept = frozenset(ref[len(repo) + 1 :] for ref in keep if ref.startswith((f"{repo}:", f"{repo}@")))
+    tags = registry.delete_repository(settings, app, kept)
     buildpack.purge_cache(settings, app)
     return local, tags

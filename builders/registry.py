@@ -74,10 +74,13 @@ def registry_tags(settings: Settings, app: str) -> list[str]:
     return sorted(json.loads(body).get("tags") or [])
 
 
-def delete_repository(settings: Settings, app: str) -> list[str]:
-    """Delete every manifest of `app` (and unlink its blobs) from the registry; returns the tags."""
+def delete_repository(settings: Settings, app: str, keep: frozenset[str] = frozenset()) -> list[str]:
+    """Delete every manifest of `app` (and unlink its blobs) from the registry, except those `keep`
+    names by tag or digest (and the blobs they use); returns the deleted tags."""
     tags = registry_tags(settings, app)
     digests: dict[str, dict[str, Any]] = {}
+    kept: dict[str, dict[str, Any]] = {}
+    tag_digest: dict[str, str] = {}
     for tag in tags:
         status, headers, body = _request("GET", manifest_url(settings.registry, app, tag), accept=True)
         if status == 404:  # deleted meanwhile with a sibling tag
@@ -86,11 +89,17 @@ def delete_repository(settings: Settings, app: str) -> list[str]:
         digest = {k.lower(): v for k, v in headers.items()}.get("docker-content-digest")
         if not digest:
             raise ServiceError(f"the registry gave no digest for {app}:{tag}")
-        digests[digest] = json.loads(body)
+        tag_digest[tag] = digest
+        (kept if tag in keep or digest in keep else digests)[digest] = json.loads(body)
+    in_use = {blob for manifest in kept.values() for blob in blob_digests(manifest)}
     for digest, manifest in digests.items():
+        if digest in kept:
+            continue  # another tag that stays names the same manifest
         for blob in blob_digests(manifest):
+            if blob in in_use:
+                continue
             status, _, body = _request("DELETE", blob_url(settings.registry, app, blob))
             _expect(status, (202, 404), f"delete blob {blob} of {app}", body)
         status, _, body = _request("DELETE", manifest_url(settings.registry, app, digest))
         _expect(status, (202, 404), f"delete manifest {digest} of {app}", body)
-    return tags
+    return [t for t in tags if t not in tag_digest or tag_digest[t] not in kept]

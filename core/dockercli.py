@@ -98,6 +98,12 @@ def run(r: Run) -> list[str]:
     return [*argv, r.image, *r.command]
 
 
+def start_attached(name: str, *, interactive: bool) -> list[str]:
+    """`docker start --attach` of a created container: its streams on ours, its exit status ours.
+    (A container created through the API keeps its environment out of any command line.)"""
+    return [DOCKER, "start", "--attach", *(["--interactive"] if interactive else []), name]
+
+
 def remove_force(name: str) -> list[str]:
     """Stop and remove a container at once (an interrupted build's)."""
     return [DOCKER, "rm", "-f", name]

@@ -97,3 +97,12 @@ def memory_bytes(text: str) -> int:
     if not m:
         raise ValidationError(f"invalid memory size {text!r}: use a number and a unit, like 512M or 1G")
     return int(m[1]) * _MEMORY_UNIT[m[2].lower()]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """`text` safe to print on a terminal: control characters (escape sequences start with one)
+    written as `\\xNN`."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)

@@ -57,6 +57,10 @@ def check_ca_bundle(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+# Under the state dir, readable by root only: etcd's data (config, keys, certificates), the
+# registry's images, the apps' repositories and build caches, logs, sockets and pidfiles.
+PRIVATE_DIRS = ("etcd", "registry", "repos", "cache", "builds", "log", "run")
+
 # field name -> environment variable
 _ENV = {
     "ssh_host": "DEIS_SSH_HOST",
@@ -75,6 +79,15 @@ _ENV = {
     "local_buildpacks": "DEIS_LOCAL_BUILDPACKS",
     "build_ca_bundle": "DEIS_BUILD_CA_BUNDLE",
     "build_env": "DEIS_BUILD_ENV",
+    "max_scale_per_type": "DEIS_MAX_SCALE_PER_TYPE",
+    "max_scale_per_app": "DEIS_MAX_SCALE_PER_APP",
+    "router_app_connections": "DEIS_ROUTER_APP_CONNECTIONS",
+    "max_push_bytes": "DEIS_MAX_PUSH_BYTES",
+    "default_memory": "DEIS_DEFAULT_MEMORY",
+    "default_pids_limit": "DEIS_DEFAULT_PIDS_LIMIT",
+    "max_sessions_per_user": "DEIS_MAX_SESSIONS_PER_USER",
+    "max_preauth_connections": "DEIS_MAX_PREAUTH_CONNECTIONS",
+    "release_timeout": "DEIS_RELEASE_TIMEOUT",
 }
 
 
@@ -105,6 +118,23 @@ class Settings:
     build_ca_bundle: Path | None = field(default_factory=default_ca_bundle)
     # The operator's KEY=VALUE defaults for every build (mirrors, proxies); app config vars override them.
     build_env: tuple[str, ...] = ()
+
+    # -- limits: every resource a tenant can grow has one (DESIGN.md, Trust) -----------------
+    # Containers one process type of one app may be scaled to, and all types of one app together.
+    max_scale_per_type: int = 100
+    max_scale_per_app: int = 200
+    # Concurrent connections the router holds for one app (nginx limit_conn); the rest get 503.
+    router_app_connections: int = 512
+    # A push's size, unpacked (git's receive.maxInputSize for the pack, then the commit's tree).
+    max_push_bytes: int = 1 << 30
+    # Defaults for app, one-off and release-phase containers; `limits:set` overrides the memory.
+    default_memory: int = 1 << 30
+    default_pids_limit: int = 512
+    # SSH: sessions one user may have open at once; connections not yet authenticated.
+    max_sessions_per_user: int = 10
+    max_preauth_connections: int = 64
+    # Seconds a release phase (the Procfile's `release:`) may run before it is stopped.
+    release_timeout: float = 600.0
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -180,8 +210,18 @@ class Settings:
         d["build_env"] = list(self.build_env)
         return d
 
-    def save(self) -> None:
+    def harden(self) -> None:
+        """The state dir's permissions: others may pass through it (nginx's workers reach their temp
+        dirs under nginx/) but not list it; what holds secrets or tenants' code is root's alone."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o711)
+        for name in PRIVATE_DIRS:
+            path = self.state_dir / name
+            path.mkdir(exist_ok=True)
+            os.chmod(path, 0o700)
+
+    def save(self) -> None:
+        self.harden()
         tmp = self.config_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         os.replace(tmp, self.config_file)

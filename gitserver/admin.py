@@ -171,6 +171,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from gitserver.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings.harden()  # a state dir made by an older platform gets the permissions it should have
     platform = Platform.from_settings(settings)  # the one this process shares: commands, hooks, reconciler
     stop = reconciler.start_thread(platform)
     try:

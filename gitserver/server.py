@@ -31,6 +31,40 @@ MAX_AUTH_FAILURES = 6
 MAX_STDIN = 1 << 20  # what a command may read from stdin (keys, .env files)
 GIT_VERBS = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
 MAX_THREADS = 128
+AUTH_THREADS = 8  # key lookups run here, never behind commands in the sessions' pool
+
+
+class Gate:
+    """What the server counts itself (asyncssh has no such limits): connections that have not
+    authenticated yet, and each user's open sessions. Used on the event loop only."""
+
+    def __init__(self, max_preauth: int, max_sessions: int) -> None:
+        self.max_preauth = max_preauth
+        self.max_sessions = max_sessions
+        self.preauth = 0
+        self.sessions: dict[str, int] = {}
+
+    def admit_connection(self) -> bool:
+        if self.preauth >= self.max_preauth:
+            return False
+        self.preauth += 1
+        return True
+
+    def authenticated(self) -> None:
+        self.preauth = max(0, self.preauth - 1)
+
+    def open_session(self, user: str) -> bool:
+        if self.sessions.get(user, 0) >= self.max_sessions:
+            return False
+        self.sessions[user] = self.sessions.get(user, 0) + 1
+        return True
+
+    def close_session(self, user: str) -> None:
+        left = self.sessions.get(user, 0) - 1
+        if left > 0:
+            self.sessions[user] = left
+        else:
+            self.sessions.pop(user, None)
 
 
 def ensure_host_key(path: Path) -> asyncssh.SSHKey:
@@ -49,13 +83,30 @@ def ensure_host_key(path: Path) -> asyncssh.SSHKey:
 
 
 class _Auth(asyncssh.SSHServer):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, gate: Gate, pool: ThreadPoolExecutor) -> None:
         self.store = store
+        self.gate = gate
+        self.pool = pool
         self.failures = 0
         self.conn: asyncssh.SSHServerConnection | None = None
+        self.counted = False  # among the gate's not-yet-authenticated connections
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        self.counted = self.gate.admit_connection()
+        if not self.counted:
+            conn.close()  # too many connections are still authenticating
+
+    def auth_completed(self) -> None:
+        self._uncount()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._uncount()
+
+    def _uncount(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.gate.authenticated()
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -65,8 +116,10 @@ class _Auth(asyncssh.SSHServer):
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         assert self.conn is not None
+        loop = asyncio.get_running_loop()
+        fingerprint = key.get_fingerprint("sha256")
         try:
-            user = await asyncio.to_thread(apps.user_for_key, self.store, key.get_fingerprint("sha256"))
+            user = await loop.run_in_executor(self.pool, apps.user_for_key, self.store, fingerprint)
         except StoreUnavailable as exc:
             # The key cannot be checked. Letting the session open is the only way to tell the user why
             # (a refused login reads "Connection closed"); `handle` then runs nothing, prints and exits 1.
@@ -82,23 +135,34 @@ class _Auth(asyncssh.SSHServer):
 
 
 class _ChannelText(io.TextIOBase):
-    """A text stream a worker thread writes to; each write is handed to the event loop."""
+    """A text stream a worker thread writes to; each write is handed to the event loop, and the
+    writer waits until the channel has room again (back-pressure: a client that stops reading
+    stops the command's output, not the appliance's memory)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, write: Callable[[bytes], Any]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, stream: asyncssh.SSHWriter[bytes]) -> None:
         self.loop = loop
-        self._write = write
+        self._stream = stream
+        self._loop_thread = threading.get_ident()  # made on the loop's thread
 
     def writable(self) -> bool:
         return True
 
     def write(self, s: str) -> int:
         data = s.encode("utf-8", "replace")
-        self.loop.call_soon_threadsafe(self._safe_write, data)
+        if threading.get_ident() == self._loop_thread:
+            self._safe_write(data)  # the server's own last words: never wait on the loop's thread
+        else:
+            with contextlib.suppress(Exception):  # the client may be gone; the command still finishes
+                asyncio.run_coroutine_threadsafe(self._write_drained(data), self.loop).result()
         return len(s)
 
     def _safe_write(self, data: bytes) -> None:
-        with contextlib.suppress(Exception):  # the client may be gone; the command still finishes
-            self._write(data)
+        with contextlib.suppress(Exception):
+            self._stream.write(data)
+
+    async def _write_drained(self, data: bytes) -> None:
+        self._stream.write(data)
+        await self._stream.drain()
 
 
 class Appliance:
@@ -106,6 +170,8 @@ class Appliance:
         self.platform = platform
         self.settings = platform.settings
         self.store = platform.store
+        self.gate = Gate(self.settings.max_preauth_connections, self.settings.max_sessions_per_user)
+        self.auth_pool = ThreadPoolExecutor(max_workers=AUTH_THREADS, thread_name_prefix="ssh-auth")
 
     @property
     def deploy_socket(self) -> Path:
@@ -118,7 +184,7 @@ class Appliance:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=MAX_THREADS))
         self._hooks = await hook_service.serve(self.deploy_socket, self.platform)
         return await asyncssh.create_server(
-            lambda: _Auth(self.store),
+            lambda: _Auth(self.store, self.gate, self.auth_pool),
             host if host is not None else self.settings.ssh_host,
             self.settings.ssh_port if port is None else port,
             server_host_keys=[key],
@@ -134,14 +200,21 @@ class Appliance:
 
     async def handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         loop = asyncio.get_running_loop()
-        stdout = cast(IO[str], _ChannelText(loop, process.stdout.write))
-        stderr = cast(IO[str], _ChannelText(loop, process.stderr.write))
+        stdout = cast(IO[str], _ChannelText(loop, process.stdout))
+        stderr = cast(IO[str], _ChannelText(loop, process.stderr))
         code = 1
+        counted: str | None = None
         try:
             unavailable = process.get_extra_info("deis_unavailable")
             if unavailable:
                 raise StoreUnavailable(unavailable)
-            user = await asyncio.to_thread(self._user, process.get_extra_info("deis_user"))
+            user = await loop.run_in_executor(self.auth_pool, self._user, process.get_extra_info("deis_user"))
+            if not self.gate.open_session(user.name):
+                raise DeisError(
+                    f"too many sessions: {user.name} has {self.gate.max_sessions} open, the most one user"
+                    " may have (the operator's DEIS_MAX_SESSIONS_PER_USER); close one and try again"
+                )
+            counted = user.name
             line = process.command
             if line is None:
                 raise UsageError(f"hi {user.name}! there is no shell here; try: ssh deis help")
@@ -156,6 +229,9 @@ class Appliance:
         except Exception as exc:
             stderr.write(f" !     internal error: {type(exc).__name__}: {exc}\n")
             code = 1
+        finally:
+            if counted is not None:
+                self.gate.close_session(counted)
         await asyncio.sleep(0)  # let queued writes reach the channel before exit
         with contextlib.suppress(Exception):
             await process.stdout.drain()
@@ -286,7 +362,9 @@ class Appliance:
         lock = await asyncio.to_thread(ctx.lock, app.name)
         try:
             repo = await asyncio.to_thread(repos.ensure_repo, self.settings, app.name)
-            code = await channels.bridge(process, ["git", "receive-pack", str(repo)], env)
+            # git refuses a pack over the limit as it arrives; the hook checks the unpacked size.
+            limit = f"receive.maxInputSize={self.settings.max_push_bytes}"
+            code = await channels.bridge(process, ["git", "-c", limit, "receive-pack", str(repo)], env)
             if code == 0:
                 await asyncio.to_thread(repos.fix_head, repo)
             return code

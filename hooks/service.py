@@ -11,6 +11,7 @@ the rollout removes what it started and the release is not recorded.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -41,12 +42,23 @@ class _Relay:
         if self.gone.is_set():
             raise KeyboardInterrupt  # the pusher is gone: stop the deploy at this step
         line = json.dumps({"out": text}).encode() + b"\n"
-        self.loop.call_soon_threadsafe(self._send, line)
+        # Back-pressure: a pusher that stops reading stops the deploy's output here, not in our memory.
+        sent = asyncio.run_coroutine_threadsafe(self._send(line), self.loop)
+        while True:
+            try:
+                sent.result(timeout=0.5)
+                break
+            except concurrent.futures.TimeoutError:
+                if self.gone.is_set():
+                    sent.cancel()
+                    raise KeyboardInterrupt from None
+            except Exception:  # the hook's socket broke: the hang-up check above ends the deploy
+                break
         return len(text)
 
-    def _send(self, line: bytes) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.write(line)
+    async def _send(self, line: bytes) -> None:
+        self.writer.write(line)
+        await self.writer.drain()
 
     def flush(self) -> None:
         pass

@@ -17,8 +17,13 @@ import time
 from dataclasses import dataclass
 
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from core.names import check_app, check_user
+from core.names import check_app, check_user, shown
+from releaser.locks import AppLock
 from releaser.store import Store
+
+# Changes to people that must never leave the platform without a way in (the last key of a
+# user, the last admin) are checked and made under this one lock (no app is named like it).
+PEOPLE_LOCK = "_people"
 
 
 # -- users and keys ----------------------------------------------------------------------------
@@ -77,7 +82,7 @@ def add_key(store: Store, user: str, public_key: str) -> str:
         raise ValidationError("expected exactly one OpenSSH public key line, like 'ssh-ed25519 AAAA... name'")
     fp = fingerprint(line)
     parts = line.split()
-    record = {"user": user, "key": line, "name": parts[2] if len(parts) > 2 else fp}
+    record = {"user": user, "key": line, "name": shown(parts[2]) if len(parts) > 2 else fp}
     if not store.create(f"keys/{_key_id(fp)}", record):
         owner = (store.get(f"keys/{_key_id(fp)}") or {}).get("user")
         raise Conflict(f"key {fp} is already registered to {owner}")
@@ -93,7 +98,9 @@ def list_keys(store: Store, user: str | None = None) -> list[dict[str, str]]:
     out = []
     for _, data in sorted(store.children("keys").items()):
         if data and (user is None or data["user"] == user):
-            out.append({"user": data["user"], "name": data["name"], "fingerprint": fingerprint(data["key"])})
+            out.append(
+                {"user": data["user"], "name": shown(data["name"]), "fingerprint": fingerprint(data["key"])}
+            )
     return out
 
 
@@ -102,7 +109,12 @@ def find_key(store: Store, user: str | None, name_or_fp: str) -> dict[str, str]:
 
     A name two keys share is refused rather than guessed: the fingerprint tells them apart."""
     found = [
-        {"id": kid, "user": data["user"], "name": data["name"], "fingerprint": fingerprint(data["key"])}
+        {
+            "id": kid,
+            "user": data["user"],
+            "name": shown(data["name"]),
+            "fingerprint": fingerprint(data["key"]),
+        }
         for kid, data in sorted(store.children("keys").items())
         if data and (user is None or data["user"] == user)
     ]
@@ -120,6 +132,33 @@ def remove_key(store: Store, user: str | None, name_or_fp: str) -> str:
     key = find_key(store, user, name_or_fp)
     store.delete(f"keys/{key['id']}")
     return key["fingerprint"]
+
+
+def remove_key_not_last(store: Store, user: str, name_or_fp: str, by: str) -> str:
+    """`remove_key` of one of `user`'s keys unless it is their last one (Conflict); the check and
+    the removal are one step for every caller (two removals at once cannot both pass it)."""
+    with _people_lock(store, by):
+        key = find_key(store, user, name_or_fp)
+        if len(list_keys(store, user)) == 1:
+            raise Conflict(
+                f"{key['name']} is your last key: add another first (keys:add),"
+                " or you could never log in again"
+            )
+        return remove_key(store, user, key["fingerprint"])
+
+
+def revoke_admin_not_last(store: Store, name: str, by: str) -> None:
+    """Revoke `name`'s admin unless they are the last admin (Conflict), as one step."""
+    with _people_lock(store, by):
+        if [u.name for u in list_users(store) if u.admin] == [name]:
+            raise Conflict(f"{name} is the last admin: make someone else admin first")
+        set_admin(store, name, False)
+
+
+def _people_lock(store: Store, by: str) -> AppLock:
+    lock = AppLock(store, PEOPLE_LOCK, owner=by)
+    lock.acquire(wait=30)
+    return lock
 
 
 def set_admin(store: Store, name: str, admin: bool) -> None:

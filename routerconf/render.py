@@ -22,7 +22,7 @@ from core.errors import DeisError, RouterError
 from core.names import check_app
 from core.settings import Settings
 from routerconf import tls
-from routerconf.site import Cert, Site, check_options
+from routerconf.site import Cert, Site, check_options, clamp_stored
 from routerconf.site import check_domain as check_domain_custom
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
@@ -40,6 +40,8 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 ENDPOINT_RE: Final = re.compile(rf"(?P<host>{_OCTET}(?:\.{_OCTET}){{3}}):(?P<port>[1-9][0-9]{{0,4}})")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 DOMAIN_RE: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+# Per worker (one worker per core): a proxied request holds two (the client's and the app's).
+WORKER_CONNECTIONS: Final = 8192
 USER_RE: Final = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
@@ -131,6 +133,8 @@ def render_main(
         http_port=check_port(settings.http_port),
         https_port=check_port(https_port) if https_port else None,
         platform_cert=PLATFORM_CERT,
+        worker_connections=WORKER_CONNECTIONS,
+        app_connections=max(1, int(settings.router_app_connections)),
         includes=list(includes) if includes is not None else None,
     )
 
@@ -164,7 +168,7 @@ def render_app(
             unique.append(endpoint)
     platform = check_domain(domain)
     domains = [check_custom(d, platform) for d in site.domains]
-    options = check_options(dict(site.options))
+    options = check_options(clamp_stored(dict(site.options)))
     if https_port is not None:
         check_port(https_port)
     cert = site.cert if https_port is not None else None

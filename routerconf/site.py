@@ -52,6 +52,10 @@ def check_domain(domain: str, platform_domain: str) -> str:
             f"invalid domain {domain!r}: use a hostname like www.example.com (or *.example.com),"
             " lowercase letters, digits, dots and dashes"
         )
+    if d.rsplit(".", 1)[-1].isdigit() or d.rsplit(".", 1)[-1].startswith("0x"):
+        # 10.0.0.1, 127.1, 0x7f.1: an address (no top-level domain is all digits), which would take
+        # the router's own addresses (and every request that names no app) for this app.
+        raise ValidationError(f"invalid domain {domain!r}: an IP address is not a domain; use a hostname")
     platform = platform_domain.lower()
     base = d[2:] if d.startswith("*.") else d
     if (
@@ -72,6 +76,8 @@ _TRUE = ("true", "on", "yes", "1")
 _FALSE = ("false", "off", "no", "0")
 HSTS_DEFAULT_MAX_AGE: Final = 31536000
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+# The longest an app may make the router wait on it: a held connection counts against the app's cap.
+MAX_PROXY_TIMEOUT: Final = 3600
 
 
 def _bool(key: str, value: str) -> str:
@@ -135,12 +141,12 @@ OPTIONS: Final = {
         "proxy_connect_timeout: to open a connection to the app (default 10s, at most 75s)",
     ),
     "read_timeout": (
-        lambda k, v: _duration(k, v, 86400),
-        "proxy_read_timeout: between two reads from the app (default 1200s)",
+        lambda k, v: _duration(k, v, MAX_PROXY_TIMEOUT),
+        "proxy_read_timeout: between two reads from the app (default 1200s, at most 3600s)",
     ),
     "send_timeout": (
-        lambda k, v: _duration(k, v, 86400),
-        "proxy_send_timeout: between two writes to the app (default 1200s)",
+        lambda k, v: _duration(k, v, MAX_PROXY_TIMEOUT),
+        "proxy_send_timeout: between two writes to the app (default 1200s, at most 3600s)",
     ),
     "whitelist": (_allowlist, "only these IPs/CIDRs may connect (comma-separated); others get 403"),
     "maintenance": (_bool, "true: answer every request with a 503 maintenance page"),
@@ -160,3 +166,14 @@ def check_option(key: str, value: str) -> str:
 
 def check_options(options: dict[str, str]) -> dict[str, str]:
     return {k: check_option(k, v) for k, v in sorted(options.items())}
+
+
+def clamp_stored(options: dict[str, str]) -> dict[str, str]:
+    """Settings stored by an older platform that allowed longer timeouts, brought down to the cap
+    (so they still render); anything else is returned as it is, for `check_options`."""
+    out = dict(options)
+    for key in ("read_timeout", "send_timeout"):
+        m = DURATION_RE.fullmatch(str(out.get(key, "")).strip().lower())
+        if m and int(m[1]) * _UNIT_SECONDS[m[2] or "s"] > MAX_PROXY_TIMEOUT:
+            out[key] = f"{MAX_PROXY_TIMEOUT}s"
+    return out

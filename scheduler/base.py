@@ -38,6 +38,7 @@ class ProcessSpec:
     port: int | None = None  # the app's $PORT; an instance with one gets an endpoint for the router
     memory: int | None = None  # bytes
     cpu_shares: int | None = None  # relative weight (1024 is an unlimited default share)
+    pids_limit: int | None = None  # processes (threads too) it may run at once
 
 
 @dataclass(frozen=True)

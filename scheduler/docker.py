@@ -5,13 +5,21 @@ Docker's own ways live here and nowhere else:
   names are unique), keeps its host port and is still listed under its process name;
 - a container's TCP "probe" looks inside its network namespace (/proc/PID/net/tcp): through
   docker-proxy a connect to the published port always succeeds, listening or not;
-- one-off instances are `docker run -i [-t]` processes attached to the caller's descriptors.
+- one-off instances are created through the API (their config never on a command line, where
+  any local user could read it in /proc), then `docker start --attach` runs attached to the
+  caller's descriptors;
+- every container it starts is confined: the platform's app network, where containers cannot
+  reach each other (inter-container traffic off; the router reaches each through its published
+  loopback port), NET_RAW and a few other capabilities dropped, no-new-privileges, a pids limit.
+  Containers started before this (on docker's default bridge) keep running and routed until
+  they are replaced; docker's isolation rules keep the two bridges apart.
 """
 
 from __future__ import annotations
 
 import calendar
 import contextlib
+import hashlib
 import os
 import re
 import socket
@@ -37,6 +45,31 @@ LABEL_APP = "io.deis.app"
 _ASIDE = re.compile(r"(?P<base>.+?)\.(?:retiring|[0-9a-f]{12})")
 # What the docker CLI of a one-off needs from our environment.
 _CHILD_ENV = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "TMPDIR")
+# Docker's defaults minus raw sockets (ARP/IP spoofing on the bridge), device nodes, file
+# capabilities and audit writes; what apps use (chown, setuid to drop root, binding :80) stays.
+CAP_DROP = ("NET_RAW", "MKNOD", "SETFCAP", "AUDIT_WRITE")
+SECURITY_OPT = ("no-new-privileges",)
+# Inter-container traffic off: containers on it reach the host (the router) but not each other.
+NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
+
+
+def network_name(platform: str) -> str:
+    """The app network of the platform whose state dir is `platform` (one per platform)."""
+    return "deis-apps-" + hashlib.sha256(platform.encode()).hexdigest()[:12]
+
+
+def confinement(spec: ProcessSpec, network: str | None) -> dict[str, Any]:
+    """What every container of `spec` gets besides its own settings (docker SDK arguments)."""
+    kw: dict[str, Any] = {"cap_drop": list(CAP_DROP), "security_opt": list(SECURITY_OPT)}
+    if network:
+        kw["network"] = network
+    if spec.pids_limit:
+        kw["pids_limit"] = spec.pids_limit
+    if spec.memory:
+        kw["mem_limit"] = spec.memory
+    if spec.cpu_shares:
+        kw["cpu_shares"] = spec.cpu_shares
+    return kw
 
 
 def labels(spec: ProcessSpec, platform: str) -> dict[str, str]:
@@ -50,7 +83,9 @@ def labels(spec: ProcessSpec, platform: str) -> dict[str, str]:
     }
 
 
-def run_kwargs(spec: ProcessSpec, platform: str, host_port: int | None) -> dict[str, Any]:
+def run_kwargs(
+    spec: ProcessSpec, platform: str, host_port: int | None, network: str | None = None
+) -> dict[str, Any]:
     """What `containers.run` gets for `spec`: pure, so tests compare it exactly."""
     kw: dict[str, Any] = {
         "image": spec.image,
@@ -66,29 +101,32 @@ def run_kwargs(spec: ProcessSpec, platform: str, host_port: int | None) -> dict[
     }
     if spec.port is not None and host_port is not None:
         kw["ports"] = {f"{spec.port}/tcp": ("127.0.0.1", host_port)}
-    if spec.memory:
-        kw["mem_limit"] = spec.memory
-    if spec.cpu_shares:
-        kw["cpu_shares"] = spec.cpu_shares
-    return kw
+    return kw | confinement(spec, network)
 
 
-def one_off_argv(spec: ProcessSpec, platform: str, *, interactive: bool, tty: bool) -> list[str]:
-    """`docker run --rm` of a one-off instance, attached (pure; run_attached executes it)."""
-    argv = dockercli.run(
-        dockercli.Run(
-            image=spec.image,
-            command=spec.command or [],
-            name=str(spec.name),
-            labels={k: v for k, v in labels(spec, platform).items() if k != "io.deis.num"},
-            env=spec.env,
-            init=True,
-            interactive=interactive,
-            tty=tty,
-            memory=spec.memory,
-            cpu_shares=spec.cpu_shares,
-        )
-    )
+def one_off_kwargs(
+    spec: ProcessSpec, platform: str, network: str | None, *, interactive: bool, tty: bool
+) -> dict[str, Any]:
+    """What `containers.create` gets for a one-off instance (pure): removed once it exits."""
+    kw: dict[str, Any] = {
+        "image": spec.image,
+        "command": spec.command or None,
+        "name": str(spec.name),
+        "environment": dict(spec.env),
+        "labels": {k: v for k, v in labels(spec, platform).items() if k != "io.deis.num"},
+        "init": True,
+        "auto_remove": True,
+        "stdin_open": interactive,
+        "tty": tty,
+        "detach": False,
+        "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
+    }
+    return kw | confinement(spec, network)
+
+
+def one_off_argv(spec: ProcessSpec, *, interactive: bool, tty: bool) -> list[str]:
+    """`docker start --attach` of the created one-off (pure; run_attached executes it)."""
+    argv = dockercli.start_attached(str(spec.name), interactive=interactive)
     # On a terminal the CLI must own it (its controlling terminal): the kernel then tells it of
     # each resize (SIGWINCH), which it passes on to the container.
     return ["setsid", "--ctty", *argv] if tty else argv
@@ -218,6 +256,7 @@ class DockerBackend(Backend):
         self.home = home or platform  # HOME of one-offs' docker CLI (its config lives there)
         self._client = client
         self._lock = threading.Lock()
+        self._network: str | None = None
 
     @property
     def client(self) -> docker.DockerClient:
@@ -231,8 +270,9 @@ class DockerBackend(Backend):
 
     # -- the interface -----------------------------------------------------------------------
     def start(self, spec: ProcessSpec) -> Instance:
-        kw = run_kwargs(spec, self.platform, free_port() if spec.port is not None else None)
+        port = free_port() if spec.port is not None else None
         try:
+            kw = run_kwargs(spec, self.platform, port, self.network())
             self._make_room(str(spec.name))
             self._ensure_image(spec.image)
             c = self.client.containers.run(**kw)
@@ -286,7 +326,19 @@ class DockerBackend(Backend):
         return DockerLogStream(chunks)
 
     def run_attached(self, spec: ProcessSpec, stdio: Stdio) -> int:
-        argv = one_off_argv(spec, self.platform, interactive=stdio.stdin is not None, tty=stdio.tty)
+        interactive = stdio.stdin is not None
+        try:
+            kw = one_off_kwargs(spec, self.platform, self.network(), interactive=interactive, tty=stdio.tty)
+            self._ensure_image(spec.image)
+            self.client.containers.create(**kw)
+        except docker.errors.APIError as exc:
+            raise DeployError(f"could not start {spec.name}: {exc.explanation or exc}") from exc
+        try:
+            return self._attach(spec, stdio, one_off_argv(spec, interactive=interactive, tty=stdio.tty))
+        finally:
+            self._remove(str(spec.name))  # auto-removed once it exits; at once if it never started
+
+    def _attach(self, spec: ProcessSpec, stdio: Stdio, argv: list[str]) -> int:
         env = {k: os.environ[k] for k in _CHILD_ENV if k in os.environ} | {"HOME": self.home}
         try:
             proc = subprocess.Popen(
@@ -316,6 +368,35 @@ class DockerBackend(Backend):
             raise ServiceError(f"could not follow docker's events: {exc.explanation or exc}") from exc
         except requests.exceptions.RequestException as exc:
             raise ServiceError(f"docker is unreachable: {exc}") from exc
+
+    def network(self) -> str:
+        """The platform's app network, made on first use (inter-container traffic off)."""
+        with self._lock:
+            if self._network is not None:
+                return self._network
+        name = network_name(self.platform)
+        try:
+            self.client.networks.get(name)
+        except docker.errors.NotFound:
+            try:
+                self.client.networks.create(
+                    name,
+                    driver="bridge",
+                    options=NETWORK_OPTIONS,
+                    labels={LABEL_PLATFORM: self.platform},
+                    check_duplicate=True,
+                )
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: another process made it first
+                    why = exc.explanation or exc
+                    raise ServiceError(f"could not make the app network {name}: {why}") from exc
+        with self._lock:
+            self._network = name
+        return name
+
+    def _remove(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            self.client.api.remove_container(name, force=True)
 
     # -- faster answers ----------------------------------------------------------------------
     def inspect(self, ref: str) -> Instance | None:

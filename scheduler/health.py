@@ -12,13 +12,19 @@ docker-proxy a connect always succeeds, listening or not); HTTP checks GET the e
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 from core.errors import HealthCheckFailed, ValidationError
 from scheduler.base import Backend, Instance
+
+# The most one HTTP probe may take, whatever app.json asks for: a probe holds a thread.
+MAX_PROBE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ def _from_app_json(check: HealthCheck, entry: dict[str, Any]) -> HealthCheck:
         check,
         url=str(path) if path else None,
         attempts=attempts,
-        probe_timeout=probe_timeout,
+        probe_timeout=min(max(probe_timeout, 0.1), MAX_PROBE_TIMEOUT),
         interval=wait,
         initial_delay=delay,
         timeout=attempts * (probe_timeout + wait),
@@ -97,8 +103,13 @@ def _from_app_json(check: HealthCheck, entry: dict[str, Any]) -> HealthCheck:
 
 
 def _http(endpoint: str, path: str, timeout: float) -> tuple[str, str]:
+    """GET `path`: (status, start of the body). `timeout` bounds the whole exchange, not each
+    read: an app that sends a byte now and then is cut off at the deadline (its socket is shut)."""
     host, port = endpoint.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    deadline = threading.Timer(timeout, _shut, args=(conn,))
+    deadline.daemon = True
+    deadline.start()
     try:
         conn.request("GET", path, headers={"User-Agent": "deis-healthcheck"})
         resp = conn.getresponse()
@@ -106,18 +117,30 @@ def _http(endpoint: str, path: str, timeout: float) -> tuple[str, str]:
     except (OSError, http.client.HTTPException) as exc:
         return type(exc).__name__, ""
     finally:
+        deadline.cancel()
         conn.close()
 
 
-def probe(backend: Backend, instance: Instance, check: HealthCheck) -> tuple[bool, str]:
-    """One probe of a running container: (passed, what came back)."""
+def _shut(conn: http.client.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def probe(
+    backend: Backend, instance: Instance, check: HealthCheck, cap: float | None = None
+) -> tuple[bool, str]:
+    """One probe of a running container: (passed, what came back). `cap` bounds an HTTP probe's
+    time below the check's own `probe_timeout` (the reconciler's hard limit)."""
     if not instance.running or not instance.endpoint:
         return False, f"container {instance.state}"
     if check.url is None:
         if backend.probe(instance):
             return True, "listening"
         return False, "nothing listening on $PORT"
-    status, body = _http(instance.endpoint, check.url, check.probe_timeout)
+    limit = check.probe_timeout if cap is None else min(cap, check.probe_timeout)
+    status, body = _http(instance.endpoint, check.url, limit)
     if status != "200":
         return False, f"got {status}"
     if check.content and check.content not in body:

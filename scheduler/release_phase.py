@@ -22,14 +22,34 @@ def release_spec(d: Deployment) -> ProcessSpec | None:
     return spec(d, "release", 1)
 
 
-def run(backend: Backend, d: Deployment, emit: Callable[[str], None]) -> None:
-    """Run the release command attached; DeployError if it exits non-zero."""
+def run(backend: Backend, d: Deployment, emit: Callable[[str], None], timeout: float | None = None) -> None:
+    """Run the release command attached; DeployError if it exits non-zero, or if it still runs
+    after `timeout` seconds (it is stopped then)."""
     one = release_spec(d)
     if one is None:
         return
     name = str(one.name)
     backend.stop(name, 0)  # one left by an interrupted attempt would hold the name
-    code = run_streamed(backend, one, emit)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        backend.stop(name, 0)
+
+    timer = threading.Timer(timeout, expire) if timeout else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        code = run_streamed(backend, one, emit)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if expired.is_set():
+        raise DeployError(
+            f"the release command ran longer than {timeout:g}s and was stopped:"
+            f" deploy of v{d.version} aborted"
+        )
     if code != 0:
         raise DeployError(f"the release command failed (exit status {code}): deploy of v{d.version} aborted")
 

@@ -29,6 +29,8 @@ class Deployment:
     formation: dict[str, int]
     health: HealthCheck = field(default_factory=HealthCheck)
     memory: dict[str, int] = field(default_factory=dict)  # type -> memory limit in bytes
+    default_memory: int | None = None  # bytes, for types without their own limit
+    pids_limit: int | None = None
     cpu: dict[str, int] = field(default_factory=dict)  # type -> cpu shares
     runner: bool = False  # the image's entry point is the slug runner: a type starts as `start TYPE`
     release_command: str = ""  # the Procfile's `release:`, run once before the rollout (release_phase)
@@ -72,8 +74,9 @@ def spec(d: Deployment, ptype: str, num: int, argv: list[str] | None = None) -> 
         command=argv if argv is not None else command(d, ptype),
         env=environment(d, ptype, num),
         port=d.port if ptype in ROUTED_TYPES else None,
-        memory=d.memory.get(ptype),
+        memory=d.memory.get(ptype, d.default_memory),
         cpu_shares=d.cpu.get(ptype),
+        pids_limit=d.pids_limit,
     )
 
 

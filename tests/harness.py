@@ -101,6 +101,9 @@ class Harness:
             all=True, filters={"label": f"{LABEL_PLATFORM}={self.settings.state_dir}"}
         ):
             c.remove(force=True)
+        for net in client.networks.list(filters={"label": f"{LABEL_PLATFORM}={self.settings.state_dir}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                net.remove()
 
     def remove_images(self) -> None:
         client = docker.from_env()

@@ -86,11 +86,9 @@ def keys_list(ctx: Context, args: argparse.Namespace) -> int:
 )
 def keys_remove(ctx: Context, args: argparse.Namespace) -> int:
     user = _target_user(ctx, args.user)
-    key = apps.find_key(ctx.store, user, args.key)
-    if user == ctx.user.name and len(apps.list_keys(ctx.store, user)) == 1:
-        raise Conflict(
-            f"{key['name']} is your last key: add another first (keys:add), or you could never log in again"
-        )
-    fp = apps.remove_key(ctx.store, user, key["fingerprint"])
+    if user == ctx.user.name:
+        fp = apps.remove_key_not_last(ctx.store, user, args.key, by=ctx.user.name)
+    else:
+        fp = apps.remove_key(ctx.store, user, apps.find_key(ctx.store, user, args.key)["fingerprint"])
     ctx.out.step(f"key {fp} removed from {user}")
     return 0

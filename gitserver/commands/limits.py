@@ -1,7 +1,8 @@
 """limits, limits:set, limits:unset: per process type memory and cpu shares, kept in the release.
 
 Each change is a new release, rolled out like a push; the scheduler gives the containers the limits
-(docker `--memory`, `--cpu-shares`). A rollback restores the limits of the release it goes back to.
+(docker `--memory`, `--cpu-shares`). A type without a memory limit of its own gets the platform's
+default (`DEIS_DEFAULT_MEMORY`). A rollback restores the limits of the release it goes back to.
 """
 
 from __future__ import annotations
@@ -84,9 +85,9 @@ def limits_list(ctx: Context, args: argparse.Namespace) -> int:
     rows = [
         [kind, t, str(v)] for kind in ("memory", "cpu") for t, v in sorted((limits.get(kind) or {}).items())
     ]
-    ctx.show(
-        limits, ["KIND", "TYPE", "LIMIT"], rows or [["(none)", "", "unlimited"]], title=f"{app.name} Limits"
-    )
+    default = f"{ctx.settings.default_memory >> 20}m" if ctx.settings.default_memory else "unlimited"
+    rows.append(["memory", "(others)", f"{default} (the platform's default)"])
+    ctx.show(limits, ["KIND", "TYPE", "LIMIT"], rows, title=f"{app.name} Limits")
     return 0
 
 

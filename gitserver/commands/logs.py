@@ -22,6 +22,7 @@ from releaser.events import Event
 from scheduler.base import Instance, LogStream
 
 POLL = 0.5  # how often -f looks for new containers and events
+BACKLOG = 10000  # lines -f holds for a slow client; beyond it the containers' streams wait
 
 
 @dataclass(frozen=True, order=True)
@@ -102,7 +103,7 @@ class _Follower:
     read_up_to: dict[str, float]  # instance id -> time of the last line already shown
     seen: set[Event]
     since: float
-    lines: queue.Queue[Entry] = field(default_factory=queue.Queue)
+    lines: queue.Queue[Entry] = field(default_factory=lambda: queue.Queue(BACKLOG))
     followed: dict[str, tuple[LogStream, threading.Thread]] = field(default_factory=dict)
 
     def run(self) -> None:
@@ -152,4 +153,10 @@ class _Follower:
     def _pump(self, stream: LogStream, src: str, after: float | None) -> None:
         for ln in stream:
             if after is None or ln.time > after:  # `since` includes the last line already shown
-                self.lines.put(Entry(ln.time, src, ln.text))
+                entry = Entry(ln.time, src, ln.text)
+                while not self.ctx.closed.is_set():
+                    try:
+                        self.lines.put(entry, timeout=0.5)  # back-pressure: a full backlog waits
+                        break
+                    except queue.Full:
+                        continue

@@ -103,9 +103,7 @@ def perms_delete(ctx: Context, args: argparse.Namespace) -> int:
         user = _existing_user(ctx, args.user)
         if not user.admin:
             raise NotFound(f"{user.name} is not an admin")
-        if [u.name for u in apps.list_users(ctx.store) if u.admin] == [user.name]:
-            raise Conflict(f"{user.name} is the last admin: make someone else admin first")
-        apps.set_admin(ctx.store, user.name, False)
+        apps.revoke_admin_not_last(ctx.store, user.name, by=ctx.user.name)
         ctx.out.step(f"{user.name} is no longer a platform admin")
         return 0
     app = ctx.app(args)

@@ -15,7 +15,7 @@ import pytest
 import builders
 from appliance import operations, pipeline
 from appliance.platform import Platform
-from core.errors import Conflict, DeployError, HealthCheckFailed, RouterError
+from core.errors import Conflict, DeployError, HealthCheckFailed, RouterError, ValidationError
 from core.output import Output
 from core.records import Build, Release
 from core.settings import Settings
@@ -226,3 +226,31 @@ def test_restart_whose_replacement_never_gets_healthy_keeps_the_old_one(p: Platf
         operations.restart(p, app, "web", 1, "alice", out())
     assert [i.id for i in p.backend.instances(app)] == [old.id]
     assert router(p).now(app) == [old.endpoint]
+
+
+def test_scale_is_capped_per_type_and_per_app(p: Platform) -> None:
+    app = new_app(p)
+    deploy(p, app)
+    p.settings.max_scale_per_type, p.settings.max_scale_per_app = 3, 4
+    with pytest.raises(ValidationError, match="cannot scale web to 99999999999: at most 3 containers per"):
+        operations.scale(p, app, {"web": 99999999999}, "alice", out())
+    with pytest.raises(ValidationError, match=f"cannot scale {app} to 5 containers: at most 4 per app"):
+        operations.scale(p, app, {"web": 3, "worker": 2}, "alice", out())
+    assert running(p, app) == ["v2.web.1"] and apps.get_formation(p.store, app) == {"web": 1}
+    operations.scale(p, app, {"web": 3, "worker": 1}, "alice", out())
+    assert len(running(p, app)) == 4
+
+
+def test_a_release_phase_that_never_ends_is_stopped_at_its_time_limit(p: Platform) -> None:
+    app = new_app(p)
+    deploy(p, app)
+    backend(p).programs["hung-release"] = Program(hangs=True)
+    p.settings.release_timeout = 0.5
+    build = Build(
+        image="hung-release", kind="dockerfile", procfile={"web": "serve"}, release="sleep infinity"
+    )
+    r = releases.prepare(p.store, app, by="alice", summary="test", build=build, config=FAST)
+    with pytest.raises(DeployError, match=r"release command ran longer than 0.5s and was stopped"):
+        pipeline.roll_out(p, r, out())
+    assert running(p, app) == ["v2.web.1"]
+    assert releases.latest(p.store, app).version == 2  # type: ignore[union-attr]

@@ -164,8 +164,9 @@ def test_limits_reach_the_container(platform: Harness, admin: Key, app) -> None:
     ok(platform.ssh(admin, "limits:unset", "cmd", "--app", name))
     ok(platform.ssh(admin, "limits:unset", "--cpu", "cmd", "--app", name))
     host = container(platform, name)["HostConfig"]
-    assert (host["Memory"], host["CpuShares"]) == (0, 0)
+    assert (host["Memory"], host["CpuShares"]) == (platform.settings.default_memory, 0)  # the default
     assert json.loads(ok(platform.ssh(admin, "limits", "--app", name, "--json"))) == {}
+    assert "(others)  1024m (the platform's default)" in ok(platform.ssh(admin, "limits", "--app", name))
     assert platform.get(name)[0] == 200
 
 

@@ -13,7 +13,7 @@ from gitserver.commands import registry
 from gitserver.commands.limits import parse_cpu, parse_memory, set_limits, unset_limits
 from gitserver.commands.tags import apply_tags
 from scheduler.base import ProcessSpec
-from scheduler.docker import one_off_argv, run_kwargs
+from scheduler.docker import one_off_kwargs, run_kwargs
 from scheduler.rollout import Deployment, plan
 
 
@@ -93,10 +93,8 @@ def test_limits_reach_the_container_spec_and_docker() -> None:
     spec = ProcessSpec(ContainerName("app", 3, "web", 1), "img", None, {}, memory=64 << 20, cpu_shares=512)
     kw = run_kwargs(spec, "p", None)
     assert (kw["mem_limit"], kw["cpu_shares"]) == (64 << 20, 512)
-    argv = one_off_argv(spec, "p", interactive=False, tty=False)
-    assert (
-        argv[argv.index("--memory") + 1] == f"{64 << 20}b" and argv[argv.index("--cpu-shares") + 1] == "512"
-    )
+    kw = one_off_kwargs(spec, "p", None, interactive=False, tty=False)
+    assert (kw["mem_limit"], kw["cpu_shares"]) == (64 << 20, 512)
 
 
 def test_image_references_must_be_in_the_platform_registry() -> None:

@@ -81,3 +81,29 @@ def test_a_hook_that_goes_away_interrupts_the_deploy(sock: Path, monkeypatch: py
         s.sendall(json.dumps({"stdin": "", "env": {}}).encode() + b"\n")
         assert b"building" in s.recv(4096)
     assert interrupted.wait(5)
+
+
+def test_a_hook_that_stops_reading_holds_the_deploy_back(sock: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = [0]
+    interrupted = threading.Event()
+
+    def noisy(stdin: str, env: dict[str, str], out: Output, platform: Platform) -> int:
+        try:
+            while True:
+                out.detail("x" * 1024)
+                written[0] += 1
+        except KeyboardInterrupt:
+            interrupted.set()
+            raise
+
+    monkeypatch.setattr(service, "run", noisy)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(sock))
+        s.sendall(json.dumps({"stdin": "", "env": {}}).encode() + b"\n")
+        time.sleep(1.0)  # reading nothing
+        first = written[0]
+        time.sleep(0.5)
+        assert written[0] == first  # the deploy waits for the reader (socket buffers are all it fills)
+        assert first < 20000  # ~20 MB at most, not all it could print in a second and a half
+    assert interrupted.wait(5)
+    time.sleep(0.5)  # the appliance's side winds down before the fixture stops its loop

@@ -18,12 +18,13 @@ MAIN_DEFAULT = """\
 # No `daemon` here: nginx daemonizes by default, and the router's container runs it with
 # `-g 'daemon off;'` (the engine supervises the master).
 master_process on;
-worker_processes 1;
+worker_processes auto;
+worker_rlimit_nofile 17408;
 pid nginx.pid;
 error_log logs/error.log warn;
 
 events {
-    worker_connections 1024;
+    worker_connections 8192;
 }
 
 http {
@@ -74,6 +75,13 @@ http {
     proxy_send_timeout 1200s;
     proxy_read_timeout 1200s;
 
+    # One app may hold at most this many connections at once (each app's servers set $deis_app);
+    # beyond it its clients get a 503 and every other app keeps being served.
+    limit_conn_zone $deis_app zone=deis_apps:10m;
+    limit_conn deis_apps 512;
+    limit_conn_status 503;
+    limit_conn_log_level warn;
+
     # TLS. Only servers with their own certificate load one; an app's APP.DOMAIN server has none
     # and so answers with the default server's (the platform certificate), which keeps reloads
     # cheap with many apps.
@@ -89,6 +97,7 @@ http {
         ssl_certificate certs/_platform.crt;
         ssl_certificate_key certs/_platform.key;
         server_name _;
+        set $deis_app "";
         default_type text/plain;
         return 404 "no app here\\n";
     }
@@ -109,6 +118,7 @@ server {
     listen 80;
     server_name myapp.localhost;
     access_log logs/myapp.access.log deis;
+    set $deis_app myapp;
 
     location / {
         proxy_pass http://app_myapp;
@@ -131,6 +141,7 @@ server {
     listen 8080;
     server_name my-app2.example.com;
     access_log logs/my-app2.access.log deis;
+    set $deis_app my-app2;
     default_type text/plain;
     return 503 "my-app2 has no running web process\\n";
 }

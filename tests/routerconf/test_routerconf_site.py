@@ -91,7 +91,7 @@ def test_a_sibling_of_the_platform_domain_is_fine() -> None:
         ("connect_timeout", "5", "5s"),
         ("connect_timeout", "75s", "75s"),
         ("read_timeout", "500ms", "500ms"),
-        ("read_timeout", "2h", "2h"),
+        ("read_timeout", "1h", "1h"),
         ("send_timeout", "10m", "10m"),
         ("whitelist", "127.0.0.1", "127.0.0.1/32"),
         ("whitelist", "10.0.0.1/8, 192.168.1.0/24,::1", "10.0.0.0/8,192.168.1.0/24,::1/128"),
@@ -118,6 +118,8 @@ BAD_SETTINGS = [
     ("connect_timeout", "76s"),
     ("connect_timeout", "0"),
     ("read_timeout", "1d"),
+    ("read_timeout", "2h"),
+    ("send_timeout", "3601s"),
     ("read_timeout", "10s\nreturn 200"),
     ("whitelist", ""),
     ("whitelist", "10.0.0.0/33"),
@@ -226,6 +228,7 @@ server {
     listen 8443 ssl;
     server_name myapp.localhost other.org;
     access_log logs/myapp.access.log deis;
+    set $deis_app myapp;
     if ($scheme = http) {
         return 301 https://$host:8443$request_uri;
     }
@@ -263,6 +266,7 @@ server {
     ssl_certificate CRT;
     ssl_certificate_key KEY;
     access_log logs/myapp.access.log deis;
+    set $deis_app myapp;
     if ($scheme = http) {
         return 301 https://$host:8443$request_uri;
     }
@@ -341,3 +345,26 @@ def test_render_app_refuses_a_bad_domain_even_if_it_got_this_far(bad: str) -> No
 def test_render_app_refuses_bad_settings_even_if_they_got_this_far(options: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         render_app("myapp", "localhost", [], 80, site=Site(options=options))
+
+
+def test_stored_timeouts_over_the_cap_render_at_the_cap() -> None:
+    """An older platform allowed read_timeout up to a day: such a stored value still renders, capped."""
+    from routerconf.site import clamp_stored
+
+    assert clamp_stored({"read_timeout": "1d"}) == {"read_timeout": "1d"}  # not a duration: left to check
+    assert clamp_stored({"read_timeout": "86400s", "send_timeout": "2h", "body_size": "1m"}) == {
+        "read_timeout": "3600s",
+        "send_timeout": "3600s",
+        "body_size": "1m",
+    }
+    text = render_app(
+        "capped", "example.test", ["127.0.0.1:5000"], 80, site=Site(options={"read_timeout": "24h"})
+    )
+    assert "proxy_read_timeout 3600s;" in text and "set $deis_app capped;" in text
+
+
+@pytest.mark.parametrize("ip", ["10.0.0.1", "127.0.0.1", "127.1", "0x7f.1", "*.0.0.1", "192.168.1.10."])
+def test_ip_literals_are_not_domains(ip: str) -> None:
+    with pytest.raises(ValidationError, match="an IP address is not a domain"):
+        check_domain(ip, "deis.local")
+    assert check_domain("1.2.3.example.com", "deis.local") == "1.2.3.example.com"

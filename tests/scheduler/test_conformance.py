@@ -19,7 +19,7 @@ import pytest
 
 from core.names import ContainerName
 from scheduler.base import EVENT_ACTIONS, Backend, Event, ProcessSpec, Stdio
-from scheduler.docker import DockerBackend
+from scheduler.docker import LABEL_PLATFORM, DockerBackend
 from scheduler.memory import MemoryBackend, Program
 from tests.harness import own
 
@@ -77,6 +77,14 @@ def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Backend, Programs]]:
     yield backend, programs
     for inst in backend.instances():
         backend.stop(inst.id, 0)
+    forget_network(backend)
+
+
+def forget_network(backend: Backend) -> None:
+    """The app network a docker backend made on its first start."""
+    if isinstance(backend, DockerBackend):
+        for net in backend.client.networks.list(filters={"label": f"{LABEL_PLATFORM}={backend.platform}"}):
+            net.remove()
 
 
 def spec(app: str, program: tuple[str, list[str] | None], num: int = 1, **kw: object) -> ProcessSpec:
@@ -249,4 +257,5 @@ def test_an_event_stream_sees_only_its_platform(setup: tuple[Backend, Programs])
         follower.close()
         for inst in other.instances():
             other.stop(inst.id, 0)
+        forget_network(other)
     assert all(e.app != stranger.name.app for e in follower.seen)

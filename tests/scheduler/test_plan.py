@@ -1,8 +1,9 @@
 from core.names import ContainerName
 from scheduler.base import ProcessSpec
-from scheduler.docker import run_kwargs
+from scheduler.docker import network_name, one_off_argv, one_off_kwargs, run_kwargs
 from scheduler.health import HealthCheck
 from scheduler.rollout import Deployment, plan
+from scheduler.rollout import spec as rollout_spec
 
 
 def deployment(**kw) -> Deployment:
@@ -72,3 +73,29 @@ def test_the_backend_is_chosen_by_name() -> None:
     assert isinstance(scheduler.create("docker", platform="/state"), DockerBackend)
     with pytest.raises(ValidationError, match="unknown scheduler 'x'; choose docker"):
         scheduler.create("x", platform="/state")
+
+
+def test_every_container_is_confined_and_one_offs_keep_config_out_of_argv() -> None:
+    (spec,) = plan(deployment(default_memory=1 << 30, pids_limit=512, memory={"web": 64 << 20}))
+    kw = run_kwargs(spec, "/var/lib/deis", 40000, "deis-apps-x")
+    assert {k: kw[k] for k in ("network", "cap_drop", "security_opt", "pids_limit", "mem_limit")} == {
+        "network": "deis-apps-x",
+        "cap_drop": ["NET_RAW", "MKNOD", "SETFCAP", "AUDIT_WRITE"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": 512,
+        "mem_limit": 1 << 30,  # the default: cmd has no limit of its own
+    }
+    one = rollout_spec(deployment(pids_limit=64), "run", 1, ["sh"])
+    kw = one_off_kwargs(one, "/var/lib/deis", "deis-apps-x", interactive=True, tty=False)
+    assert kw["environment"]["K"] == "v" and kw["auto_remove"] and kw["stdin_open"] and kw["pids_limit"] == 64
+    argv = one_off_argv(one, interactive=True, tty=False)
+    assert argv == ["docker", "start", "--attach", "--interactive", "app_v3.run.1"]
+    assert one_off_argv(one, interactive=False, tty=True) == [
+        "setsid",
+        "--ctty",
+        "docker",
+        "start",
+        "--attach",
+        "app_v3.run.1",
+    ]
+    assert network_name("/var/lib/deis") == network_name("/var/lib/deis") != network_name("/srv/deis")

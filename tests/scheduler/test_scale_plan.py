@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from core.names import ContainerName
 from scheduler.base import LogLine
-from scheduler.docker import DockerLogStream, one_off_argv, parse_log_line, parse_time, process_name
+from scheduler.docker import (
+    DockerLogStream,
+    one_off_argv,
+    one_off_kwargs,
+    parse_log_line,
+    parse_time,
+    process_name,
+)
 from scheduler.rollout import Deployment, ScalePlan, scale_plan, spec
 
 
@@ -55,39 +62,35 @@ def deployment() -> Deployment:
 def test_run_spec_and_argv_keep_values_exactly() -> None:
     s = spec(deployment(), "run", 2, ["sh", "-c", "echo $K"])
     assert str(s.name) == "a_v3.run.2" and s.port is None
-    assert one_off_argv(s, "/state", interactive=True, tty=True) == [
+    kw = one_off_kwargs(s, "/state", "deis-apps-x", interactive=True, tty=True)
+    assert {k: kw[k] for k in ("image", "command", "name", "environment", "labels", "stdin_open", "tty")} == {
+        "image": "r/a:git-1",
+        "command": ["sh", "-c", "echo $K"],
+        "name": "a_v3.run.2",
+        "environment": {
+            "K": "it's $(here)\nkept",  # exactly: the API takes it as it is, no command line sees it
+            "PORT": "5000",
+            "DEIS_APP": "a",
+            "DEIS_RELEASE": "v3",
+            "DYNO": "run.2",
+        },
+        "labels": {
+            "io.deis.platform": "/state",
+            "io.deis.app": "a",
+            "io.deis.version": "3",
+            "io.deis.type": "run",
+        },
+        "stdin_open": True,
+        "tty": True,
+    }
+    assert one_off_argv(s, interactive=True, tty=True) == [
         "setsid",
         "--ctty",
         "docker",
-        "run",
-        "--rm",
-        "--init",
-        "--name",
+        "start",
+        "--attach",
+        "--interactive",
         "a_v3.run.2",
-        "--label",
-        "io.deis.platform=/state",
-        "--label",
-        "io.deis.app=a",
-        "--label",
-        "io.deis.version=3",
-        "--label",
-        "io.deis.type=run",
-        "-i",
-        "-t",
-        "-e",
-        "K=it's $(here)\nkept",
-        "-e",
-        "PORT=5000",
-        "-e",
-        "DEIS_APP=a",
-        "-e",
-        "DEIS_RELEASE=v3",
-        "-e",
-        "DYNO=run.2",
-        "r/a:git-1",
-        "sh",
-        "-c",
-        "echo $K",
     ]
 
 
