@@ -346,3 +346,32 @@ def test_small_holes_domains_keys_and_the_last_key(platform: Harness, admin: Key
         keys = json.loads(platform.ssh(admin, "keys:list", "--all", "--json").stdout)
         assert len([k for k in keys if k["user"] == "eve"]) == 1, keys
     ok(platform.ssh(admin, "apps:destroy", app, "--confirm", app))
+
+
+def test_connections_that_never_authenticate_are_capped(platform: Harness, admin: Key) -> None:
+    import socket
+
+    cap = platform.settings.max_preauth_connections
+    held: list[socket.socket] = []
+    try:
+        for _ in range(cap):
+            s = socket.create_connection(("127.0.0.1", platform.settings.ssh_port), timeout=5)
+            s.recv(256)  # the server's banner: it counts this one now
+            held.append(s)
+        extra = socket.create_connection(("127.0.0.1", platform.settings.ssh_port), timeout=5)
+        with extra:
+            extra.settimeout(5)
+            started = time.monotonic()
+            while extra.recv(256):  # its banner, maybe; then the end: too many are still authenticating
+                pass
+            assert time.monotonic() - started < 5
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 10  # once they are gone, logins work again
+    while True:
+        r = platform.ssh(admin, "apps:list")
+        if r.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    ok(r)
