@@ -72,10 +72,13 @@ def test_an_app_that_never_answers_its_probes_delays_no_other_app(
     platform.git(work, "add", "-A")
     platform.git(work, "commit", "-q", "-m", "hang on probes")
     ok(platform.push(work, mallory))
+    ok(platform.ssh(mallory, "scale", "cmd=2", "--app", hostile))
     client = docker.from_env()
     try:
         client.containers.get(f"{hostile}_v2.cmd.1").exec_run(["touch", "/tmp/hang"])
-        time.sleep(3)  # the reconciler is probing the hung app by now
+        # The attacker makes the reconciler look at the hung app: one of its containers goes away.
+        client.containers.get(f"{hostile}_v2.cmd.2").remove(force=True)
+        time.sleep(2)  # the reconciler is probing the hung container by now
         client.containers.get(f"{victim}_v2.cmd.1").remove(force=True)
         killed = time.monotonic()
         while time.monotonic() - killed < 15:
