@@ -257,8 +257,7 @@ def fetch(bp: Buildpack, dest: Path, out: Output, git_env: dict[str, str]) -> Pa
 
 def _export(src: source.Source, dest: Path) -> None:
     dest.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(src.archive())) as tar:
-        tar.extractall(dest, filter="tar")
+    src.extract(dest)  # streamed to disk: a push may unpack to as much as the push size limit
 
 
 def _write_env(env_dir: Path, config: dict[str, str]) -> None:
