@@ -53,7 +53,8 @@ _RESERVED = re.compile(
     r"NO_PROXY|ALL_PROXY|FTP_PROXY|NOTIFY_SOCKET|DBUS|SYSTEMD|CNI|NETAVARK|CONMON|RUNC|CRUN|OCI|_)",
     re.IGNORECASE,
 )
-_NAME = re.compile(r"^[A-Za-z0-9]+(?:[._/-][A-Za-z0-9]+|[:][0-9]+/)*$")
+_PART = r"[A-Za-z0-9]+(?:[._-]+[A-Za-z0-9]+)*"
+_NAME = re.compile(rf"^{_PART}(?::[0-9]+)?(?:/{_PART})*$")
 
 
 # -- where things live ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 
 from core.errors import BuildError
 
-HEREDOC = re.compile(r"<<-?\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\1")
+HEREDOC = re.compile(r"(?<!<)<<-?([\"']?)([A-Za-z_][A-Za-z0-9_]*)\1")
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z]+)\s*=\s*(\S+)\s*$")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 # What each mount type may say; anything else is refused before the build starts.
