@@ -93,23 +93,36 @@ def test_link_addresses() -> None:
     assert buildnet.slots("10.213.0.0/16") == 16384
 
 
+TAG = ["-m", "comment", "--comment", "deis-build-5"]
+
+
 def test_rules_refuse_everything_but_dns_and_the_outside() -> None:
     rules = buildnet.rules(LINK, ["10.255.255.53"], ["192.0.2.0/24"], "DOCKER-USER")
-    assert rules[0] == ("filter", "INPUT", ["-i", "dbh5", "-j", "REJECT"])
-    assert rules[-1] == ("nat", "POSTROUTING", ["-s", "10.213.0.20/30", "-j", "MASQUERADE"])
+    assert rules[0] == ("filter", "INPUT", ["-i", "dbh5", *TAG, "-j", "REJECT"])
+    assert rules[-1] == ("nat", "POSTROUTING", ["-s", "10.213.0.20/30", *TAG, "-j", "MASQUERADE"])
     fwd = [spec for _, chain, spec in rules if chain == "DOCKER-USER"]
-    assert fwd[0] == ["-o", "dbh5", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"]
-    assert fwd[1] == ["-o", "dbh5", "-j", "REJECT"]
-    assert fwd[2] == ["-i", "dbh5", "-d", "10.255.255.53/32", "-p", "udp", "--dport", "53", "-j", "ACCEPT"]
-    assert ["-i", "dbh5", "-o", "docker+", "-j", "REJECT"] in fwd
+    assert fwd[0] == [
+        "-o",
+        "dbh5",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "RELATED,ESTABLISHED",
+        *TAG,
+        "-j",
+        "ACCEPT",
+    ]
+    assert fwd[1] == ["-o", "dbh5", *TAG, "-j", "REJECT"]
+    dns = ["-i", "dbh5", "-d", "10.255.255.53/32", "-p", "udp", "--dport", "53", *TAG, "-j", "ACCEPT"]
+    assert fwd[2] == dns
+    assert ["-i", "dbh5", "-o", "docker+", *TAG, "-j", "REJECT"] in fwd
     for net in ("10.0.0.0/8", "127.0.0.0/8", "172.16.0.0/12", "169.254.0.0/16", "192.0.2.0/24"):
-        assert ["-i", "dbh5", "-d", net, "-j", "REJECT"] in fwd
-    assert fwd[-1] == ["-i", "dbh5", "-j", "ACCEPT"]  # only after every refusal
+        assert ["-i", "dbh5", "-d", net, *TAG, "-j", "REJECT"] in fwd
+    assert fwd[-1] == ["-i", "dbh5", *TAG, "-j", "ACCEPT"]  # only after every refusal
 
 
-def test_setup_inserts_rules_last_first_and_teardown_deletes_them() -> None:
-    rules = buildnet.rules(LINK, [], [], "FORWARD")
-    setup = buildnet.setup(LINK, rules)
+def test_setup_and_the_rules_in_one_restore() -> None:
+    setup = buildnet.setup(LINK)
     assert setup[0] == [
         "ip",
         "link",
@@ -124,13 +137,45 @@ def test_setup_inserts_rules_last_first_and_teardown_deletes_them() -> None:
         "deis-build-5",
     ]
     assert ["sysctl", "-q", "-w", "net.ipv6.conf.dbh5.disable_ipv6=1"] in setup
-    assert ["ip", "-n", "deis-build-5", "route", "add", "default", "via", "10.213.0.21"] in setup
-    inserts = [a for a in setup if a[0] == "iptables"]
-    assert inserts[0] == ["iptables", "-w", "-t", "nat", "-I", "POSTROUTING", "1", *rules[-1][2]]
-    assert inserts[-1] == ["iptables", "-w", "-t", "filter", "-I", "INPUT", "1", "-i", "dbh5", "-j", "REJECT"]
+    assert setup[-1] == ["ip", "-n", "deis-build-5", "route", "add", "default", "via", "10.213.0.21"]
+    rules: list[buildnet.Rule] = [
+        ("filter", "INPUT", ["-i", "x", "-j", "REJECT"]),
+        ("filter", "FORWARD", ["-o", "x", "-j", "REJECT"]),
+        ("nat", "POSTROUTING", ["-s", "n", "-j", "MASQUERADE"]),
+    ]
+    assert buildnet.restore_script(rules, insert=True) == (
+        "*filter\n-I FORWARD 1 -o x -j REJECT\n-I INPUT 1 -i x -j REJECT\nCOMMIT\n"
+        "*nat\n-I POSTROUTING 1 -s n -j MASQUERADE\nCOMMIT\n"
+    )
+    assert buildnet.restore_script(rules, insert=False).startswith("*filter\n-D INPUT -i x -j REJECT\n")
     down = buildnet.teardown(LINK, rules)
-    assert down[0] == ["iptables", "-w", "-t", "filter", "-D", "INPUT", "-i", "dbh5", "-j", "REJECT"]
+    assert down[0] == ["iptables", "-w", "-t", "filter", "-D", "INPUT", "-i", "x", "-j", "REJECT"]
     assert down[-2:] == [["ip", "link", "del", "dbh5"], ["ip", "netns", "del", "deis-build-5"]]
+
+
+def test_rules_left_behind_are_found_by_their_comment() -> None:
+    listing = (
+        "-P INPUT ACCEPT\n"
+        "-A INPUT -i dbh5 -m comment --comment deis-build-5 -j REJECT --reject-with icmp-port-unreachable\n"
+        "-A INPUT -i dbh51 -m comment --comment deis-build-51 -j REJECT\n"
+    )
+    assert buildnet.deletions("filter", listing, "deis-build-5") == [
+        [
+            "iptables",
+            "-w",
+            "-t",
+            "filter",
+            "-D",
+            "INPUT",
+            "-i",
+            "dbh5",
+            *TAG,
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "icmp-port-unreachable",
+        ]
+    ]
 
 
 def test_nameservers_and_host_networks() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -296,3 +298,45 @@ def test_a_build_reaches_the_internet(platform: Harness, admin: Key, app_name: s
     work = app_tree(platform, app_name, f"FROM deis/stack:bookworm\n{fetch}\n{SERVE}")
     r = platform.push(work, admin)
     assert "pypi 200" in r.stderr, r.stderr
+
+
+def marked(marker: str) -> list[int]:
+    """Processes whose command line holds `marker` (the build's own, started by its RUN step)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_hang_up_stops_the_build_at_once(platform: Harness, admin: Key, app_name: str) -> None:
+    marker = unique("hangup")
+    work = app_tree(platform, app_name, f"FROM deis/stack:bookworm\nRUN sleep 600 && echo {marker}\n{SERVE}")
+    push = subprocess.Popen(
+        ["git", "push", "deis", "master"],
+        cwd=work,
+        env=platform.git_env(admin),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marked(marker):
+            assert time.monotonic() < deadline, "the build never reached its RUN step"
+            time.sleep(0.2)
+    finally:
+        os.killpg(push.pid, signal.SIGKILL)  # the pusher hangs up
+        push.wait()
+    hung_up = time.monotonic()
+    while marked(marker):
+        assert time.monotonic() - hung_up < 15, "the build still runs after the hang-up"
+        time.sleep(0.2)
+    platform.commit_change(work, "Dockerfile", f"FROM deis/stack:bookworm\n{SERVE}")
+    r = platform.push(work, admin)  # the app's lock and the build network were given back
+    assert r.returncode == 0, r.stderr
