@@ -87,15 +87,6 @@ def image_id(store: Store, name: str) -> list[str]:
     return [*base(store), "inspect", "--type", "image", "--format", "{{.FromImageID}}", name]
 
 
-def inspect(store: Store, name: str) -> list[str]:
-    """The image as JSON on stdout (its docker config under Docker.config: ExposedPorts, Cmd, ...)."""
-    return [*base(store), "inspect", "--type", "image", name]
-
-
 def remove_containers(store: Store) -> list[str]:
     """Every working container of the store (an interrupted build's)."""
     return [*base(store), "rm", "--all"]
-
-
-def remove_image(store: Store, name: str) -> list[str]:
-    return [*base(store), "rmi", "--force", name]

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders import buildah, buildnet, dockerfile, engine, source
+from builders import buildah, buildnet, dockerfile, engine, image, source
 from builders.buildah import Store
 from core.errors import BuildError, ServiceError
 from core.output import Output
@@ -46,6 +46,9 @@ ARGS_VAR = "DOCKER_BUILD_ARGS"
 SECRETS_VAR = "DOCKER_BUILD_SECRETS"
 CA_SECRET = "ca-bundle"
 INPUTS_VERSION = 1
+# The name of an app's latest build in its own store: the next build takes it over, so the old image
+# is left untagged (its layers stay as cache) without a call to remove it.
+LOCAL_NAME = "localhost/build:latest"
 # Build arg names buildah would read itself (their values go through its environment).
 _RESERVED = re.compile(
     r"^(LD_|GCONV|MALLOC|GLIBC|LOCPATH|NLSPATH|HOSTALIASES|RES_OPTIONS|LOCALDOMAIN|TZDIR|BUILDAH|BUILDKIT|"
@@ -155,14 +158,6 @@ def inputs_key(
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def exposed_port(inspect_json: str) -> int | None:
-    """The single EXPOSEd TCP port of `buildah inspect` output."""
-    data = json.loads(inspect_json)
-    config = (data.get("Docker") or {}).get("config") or {}
-    ports = [p for p in (config.get("ExposedPorts") or {}) if p.endswith("/tcp")]
-    return int(ports[0].split("/")[0]) if len(ports) == 1 else None
-
-
 def relay_line(raw: bytes) -> tuple[str | None, str | None]:
     """(line to show, error) for one line of buildah's output: `Error: ...` is held back for the
     BuildError (the last thing the pusher sees), logrus warnings are shortened."""
@@ -221,22 +216,43 @@ def import_bases(settings: Settings, refs: list[BaseRef], out: Output) -> dict[s
     ids: dict[str, str] = {}
     shared = base_store(settings)
     for ref in refs:
-        image_id = engine.local_image_id(ref.engine_name)
-        if image_id is None:
+        found = engine.local_image_id(ref.engine_name)
+        if found is None:
             raise BuildError(
                 f"base image {ref.written} is not on this host: builds start from local images only"
                 f" (the stack is {settings.stack_image})"
             )
+        image_id = found if found.startswith("sha256:") else f"sha256:{found}"
         ids[ref.written] = image_id
         with _locked(home(settings) / "base.lock"):
-            if _store_id(shared, ref.store_name) == image_id.removeprefix("sha256:"):
+            known = _bases_known(settings)
+            if known.get(ref.store_name) == image_id or _store_id(shared, ref.store_name) == image_id[7:]:
+                _remember_base(settings, known, ref.store_name, image_id)
                 continue
             out.detail(f"Importing base image {ref.engine_name} ({image_id.removeprefix('sha256:')[:12]})")
             target = registry_name(settings.registry, ref, image_id)
             engine.publish(ref.engine_name, target)
             _run(buildah.pull(shared, target), f"importing {ref.engine_name}")
             _run(buildah.tag(shared, target, ref.store_name), f"importing {ref.engine_name}")
+            _remember_base(settings, known, ref.store_name, image_id)
     return ids
+
+
+def _bases_known(settings: Settings) -> dict[str, str]:
+    """{store name: image id} the base store was seen to hold (saves a buildah call per build)."""
+    try:
+        known = json.loads((home(settings) / "bases.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in known.items()} if isinstance(known, dict) else {}
+
+
+def _remember_base(settings: Settings, known: dict[str, str], name: str, image_id: str) -> None:
+    if known.get(name) != image_id:
+        known[name] = image_id
+        tmp = home(settings) / "bases.json.tmp"
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, home(settings) / "bases.json")
 
 
 def _store_id(store: Store, name: str) -> str | None:
@@ -342,8 +358,6 @@ def prepare(
 
 def reuse(settings: Settings, app: str, key: str) -> tuple[str, int | None] | None:
     """The app's last image when it was built from the same inputs and is still in the registry."""
-    from builders import image
-
     try:
         last = json.loads(last_file(settings, app).read_text())
     except (OSError, ValueError):
@@ -400,7 +414,7 @@ def _build_and_push(settings: Settings, app: str, tag: str, prep: Prepared, out:
     cache = cache_dir(settings, app)
     cache.mkdir(parents=True, exist_ok=True)
     argv = buildah.bud(
-        store, prep.context, prep.dockerfile, tag, list(prep.args), _secret_files(settings, prep)
+        store, prep.context, prep.dockerfile, LOCAL_NAME, list(prep.args), _secret_files(settings, prep)
     )
     env = {
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -416,25 +430,11 @@ def _build_and_push(settings: Settings, app: str, tag: str, prep: Prepared, out:
             _run(buildah.remove_containers(store), "cleanup")
         raise
     out.detail(f"built in {time.monotonic() - started:.1f}s")
-    port = exposed_port(_run(buildah.inspect(store, tag), "inspecting the image"))
     out.step(f"Pushing image to {settings.registry}")
     started = time.monotonic()
-    _run(buildah.push(store, tag, tag), f"pushing {tag} to the registry")
+    _run(buildah.push(store, LOCAL_NAME, tag), f"pushing {tag} to the registry")
     out.detail(f"{tag} pushed in {time.monotonic() - started:.1f}s")
-    _forget_previous(settings, app, tag)
-    return port
-
-
-def _forget_previous(settings: Settings, app: str, tag: str) -> None:
-    """Untag the app's previous build in its store (its layers stay as the next build's cache)."""
-    try:
-        last = json.loads(last_file(settings, app).read_text())
-    except (OSError, ValueError):
-        return
-    previous = last.get("image") if isinstance(last, dict) else None
-    if previous and previous != tag:
-        with contextlib.suppress(ServiceError):
-            _run(buildah.remove_image(app_store(settings, app), str(previous)), "cleanup")
+    return image.exposed_port(image.image_config(image.parse_reference(settings, tag)))
 
 
 def purge_cache(settings: Settings, app: str) -> int:

@@ -259,9 +259,7 @@ def test_inputs_key_changes_with_every_input_but_never_holds_a_secret() -> None:
         assert dockerbuild.inputs_key(*changed) != key  # type: ignore[arg-type]
 
 
-def test_exposed_port_and_relayed_lines() -> None:
-    assert dockerbuild.exposed_port('{"Docker": {"config": {"ExposedPorts": {"8000/tcp": {}}}}}') == 8000
-    assert dockerbuild.exposed_port('{"Docker": {"config": {}}}') is None
+def test_relayed_lines() -> None:
     assert dockerbuild.relay_line(b"STEP 1/2: FROM a\n") == ("STEP 1/2: FROM a", None)
     assert dockerbuild.relay_line(b'Error: building at STEP "RUN x": exit status 3') == (
         None,
