@@ -238,6 +238,17 @@ def import_bases(settings: Settings, refs: list[BaseRef], out: Output) -> dict[s
     return ids
 
 
+def preload(settings: Settings, name: str, out: Output) -> bool:
+    """Import one base image ahead of any build (the stack, at bring-up); True if it was imported."""
+    ref = base_ref(name, settings.registry)
+    before = _bases_known(settings).get(ref.store_name)
+    try:
+        import_bases(settings, [ref], out)
+    except BuildError:
+        return False  # not on this host: the first build that names it says so
+    return _bases_known(settings).get(ref.store_name) != before
+
+
 def _bases_known(settings: Settings) -> dict[str, str]:
     """{store name: image id} the base store was seen to hold (saves a buildah call per build)."""
     try:
