@@ -294,7 +294,7 @@ def stream(argv: list[str], env: dict[str, str], out: Output, timeout: float) ->
     try:
         while True:
             if time.monotonic() > deadline:
-                raise BuildError(f"the build took longer than {timeout:.0f}s and was stopped")
+                raise BuildError(f"the build took longer than {timeout:.0f}s (build_timeout) and was stopped")
             ready = _wait_readable(fd, 0.5)
             if not ready:
                 out.poll()  # raises KeyboardInterrupt once the pusher hung up
