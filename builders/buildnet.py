@@ -261,13 +261,13 @@ def allocate(subnet: str) -> Link:
     raise ServiceError(f"no free build network left in {subnet}")
 
 
-def reap(subnet: str, older_than: float) -> list[str]:
+def reap(subnet: str, older_than: float, only: set[str] | None = None) -> list[str]:
     """Remove build links nothing runs in any more that are older than `older_than` seconds (left
     by an appliance that was killed mid-build: a live build always has buildah inside); their names."""
     reaped = []
     for entry in _run([IP, "netns", "list"]).stdout.splitlines():
         name = entry.split()[0] if entry.split() else ""
-        if not re.fullmatch(r"deis-build-\d+", name):
+        if not re.fullmatch(r"deis-build-\d+", name) or (only is not None and name not in only):
             continue
         link = Link(int(name.rsplit("-", 1)[1]), subnet)
         try:

@@ -82,3 +82,30 @@ def test_purge_cache_empties_the_cache_and_forgets_the_last_inputs(tmp_path: Pat
     assert not cache.exists() and not last.exists()
     assert Path("/etc/passwd").exists()
     assert dockerbuild.purge_cache(s, "app") == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces and iptables need root")
+def test_a_link_left_behind_is_reaped() -> None:
+    """A link whose appliance died mid-build (no teardown): found by its rules' comment, removed."""
+    import subprocess
+
+    from builders import buildnet
+
+    subnet = "10.213.0.0/16"
+    link = buildnet.allocate(subnet)
+    applied = buildnet.rules(link, [], [], "FORWARD")
+    for argv in buildnet.setup(link):
+        subprocess.run(argv, check=True, capture_output=True)
+    restore = buildnet.restore_script(applied, insert=True)
+    subprocess.run(buildnet.RESTORE, input=restore, text=True, check=True, capture_output=True)
+
+    def saved() -> str:
+        return subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+
+    assert link.name in saved()
+    mine = {link.name}  # never another build's link (one may be running beside this test)
+    assert buildnet.reap(subnet, older_than=3600, only=mine) == []  # too young to be stale
+    assert buildnet.reap(subnet, older_than=0, only=mine) == [link.name]
+    assert link.name not in saved()
+    assert not link.path.exists()
+    assert not Path(f"/sys/class/net/{link.host_if}").exists()
