@@ -445,6 +445,7 @@ def _build_and_push(settings: Settings, app: str, tag: str, prep: Prepared, out:
     started = time.monotonic()
     _run(buildah.push(store, LOCAL_NAME, tag), f"pushing {tag} to the registry")
     out.detail(f"{tag} pushed in {time.monotonic() - started:.1f}s")
+    engine.prefetch(tag)  # into the engine while the release is cut: the rollout starts it next
     return image.exposed_port(image.image_config(image.parse_reference(settings, tag)))
 
 

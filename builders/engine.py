@@ -106,6 +106,18 @@ def publish(image: str, target: str) -> None:
     push(target)
 
 
+def prefetch(tag: str) -> None:
+    """Start pulling `tag` from the registry into the engine in the background (the scheduler pulls
+    it anyway to start it; the engine joins a pull of the same image already under way)."""
+
+    def pull() -> None:
+        with contextlib.suppress(Exception):  # the scheduler's own pull reports any failure
+            repo, _, version = tag.rpartition(":")
+            client().api.pull(repo, tag=version)
+
+    threading.Thread(target=pull, name=f"prefetch {tag}", daemon=True).start()
+
+
 def seed_registry(image: str, registry: str) -> bool:
     """Push a base image (the stack) to the platform registry once, at bring-up.
 
