@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import io
 import json
 import os
 import re
@@ -195,19 +194,26 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def extract(src: source.Source, dest: Path) -> str:
-    """The commit's tree into `dest` (symlinks are kept as links, nothing is written through one);
-    returns a digest of its content (names, modes, links, bytes: not the commit id)."""
+    """The commit's tree into `dest` (symlinks are kept as links, nothing is written through one),
+    streamed through a tar file beside it (never whole in memory); returns a digest of its content
+    (names, modes, links, bytes: not the commit id)."""
     digest = hashlib.sha256()
     dest.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(src.archive())) as tar:
-        for member in tar:
-            if member.type in (tarfile.XGLTYPE, tarfile.XHDTYPE):
-                continue
-            digest.update(f"{member.name}\0{member.type!r}\0{member.mode}\0{member.linkname}\0".encode())
-            if member.isfile():
-                fh = tar.extractfile(member)
-                digest.update(fh.read() if fh else b"")
-            tar.extract(member, dest, filter="tar")
+    tarpath = dest.parent / "context.tar"
+    try:
+        with open(tarpath, "wb") as fh:
+            src.archive_to(fh)
+        with tarfile.open(tarpath) as tar:
+            for member in tar:
+                if member.type in (tarfile.XGLTYPE, tarfile.XHDTYPE):
+                    continue
+                digest.update(f"{member.name}\0{member.type!r}\0{member.mode}\0{member.linkname}\0".encode())
+                data = tar.extractfile(member) if member.isfile() else None
+                while data is not None and (chunk := data.read(1 << 20)):
+                    digest.update(chunk)
+                tar.extract(member, dest, filter="tar")
+    finally:
+        tarpath.unlink(missing_ok=True)
     return digest.hexdigest()
 
 

@@ -59,7 +59,7 @@ def check_ca_bundle(path: str | os.PathLike[str]) -> Path:
 
 # Under the state dir, readable by root only: etcd's data (config, keys, certificates), the
 # registry's images, the apps' repositories and build caches, logs, sockets and pidfiles.
-PRIVATE_DIRS = ("etcd", "registry", "repos", "cache", "builds", "log", "run")
+PRIVATE_DIRS = ("etcd", "registry", "repos", "cache", "builds", "log", "run", "buildah")
 
 # field name -> environment variable
 _ENV = {
