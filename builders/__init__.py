@@ -6,7 +6,10 @@ releases, containers or routing. A Procfile's `release` type is not a process ty
 apart as the build's release command (run once per release, before the rollout).
 
     source     the pushed commit (git, with the hook's quarantine environment)
-    dockerfile the engine build's arguments and output stream
+    dockerfile reading a Dockerfile: checks, cache-mount ids, base images (and the engine build's arguments)
+    dockerbuild the Dockerfile build with buildah: context, bases, build args and secrets, push
+    buildah    buildah command lines (pure)
+    buildnet   the build's own network namespace: ip/iptables command lines and their set-up
     buildpack  the Heroku buildpack API: slugbuilder, slug, slugrunner image
     engine     the docker engine: build, push, labels, image removal
     registry   the platform registry's HTTP API (deleting an app's repository)
@@ -23,7 +26,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from builders import buildpack, engine, source, stacks
+from builders import buildpack, dockerbuild, engine, source, stacks
 from core.errors import BuildError
 from core.output import Output
 from core.records import Build, Push
@@ -47,11 +50,8 @@ def build(settings: Settings, push: Push, out: Output, config: dict[str, str] | 
     procfile_text = src.read_file("Procfile") if "Procfile" in files else None
     procfile = source.parse_procfile(procfile_text) if procfile_text else {}
     release = procfile.pop("release", "")
-    tag = image_name(settings, push.app, push.sha)
     out.step("Building Docker image (Dockerfile)")
-    engine.build(src.archive(), tag, out.detail, str(settings.state_dir))
-    port = engine.exposed_port(tag) or DEFAULT_PORT
-    push_image(settings, tag, out)
+    tag, port = build_image(settings, push, src, config or {}, out)
     if procfile:
         out.detail(f"Procfile declares types -> {', '.join(sorted(procfile))}")
     return Build(
@@ -59,12 +59,31 @@ def build(settings: Settings, push: Push, out: Output, config: dict[str, str] | 
         kind="dockerfile",
         sha=push.sha,
         procfile=procfile,
-        port=port,
+        port=port or DEFAULT_PORT,
         created=time.time(),
         by=push.user,
         healthchecks=healthchecks,
         release=release,
     )
+
+
+def build_image(
+    settings: Settings, push: Push, src: source.Source, config: dict[str, str], out: Output
+) -> tuple[str, int | None]:
+    """The Dockerfile build: buildah in its own network namespace (or, when the operator chose it,
+    the engine's legacy builder, which has no isolation); (image in the registry, exposed port)."""
+    tag = image_name(settings, push.app, push.sha)
+    if settings.dockerfile_builder == "docker":
+        engine.build(src.archive(), tag, out.detail, str(settings.state_dir))
+        port = engine.exposed_port(tag)
+        push_image(settings, tag, out)
+        return tag, port
+    return dockerbuild.build(settings, src, push.app, tag, config, out)
+
+
+def purge_cache(settings: Settings, app: str) -> int:
+    """`builds:purge-cache`: the buildpack cache and the Dockerfile cache mounts; bytes freed."""
+    return buildpack.purge_cache(settings, app) + dockerbuild.purge_cache(settings, app)
 
 
 def push_image(settings: Settings, tag: str, out: Output) -> None:
@@ -139,4 +158,5 @@ def forget(settings: Settings, app: str, keep: frozenset[str] = frozenset()) -> 
     kept = frozenset(ref[len(repo) + 1 :] for ref in keep if ref.startswith((f"{repo}:", f"{repo}@")))
     tags = registry.delete_repository(settings, app, kept)
     buildpack.purge_cache(settings, app)
+    dockerbuild.forget(settings, app)
     return local, tags

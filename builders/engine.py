@@ -82,6 +82,42 @@ def push(tag: str) -> None:
         raise ServiceError(f"pushing {tag} to the registry failed: {exc.explanation or exc}") from exc
 
 
+def local_image_id(name: str) -> str | None:
+    """The id of the local image tagged exactly `name` (a RepoTags entry), else None: an image id
+    or a prefix of one never matches, so a build cannot name another app's image by id."""
+    attrs = _image_attrs(name)
+    if attrs is None or name not in (attrs.get("RepoTags") or []):
+        return None
+    return str(attrs["Id"])
+
+
+def publish(image: str, target: str) -> None:
+    """Tag the local `image` as `target` (in the platform registry) and push it, unless it is there."""
+    repo, _, tag = target.rpartition(":")
+    try:
+        client().api.inspect_distribution(target)
+        return
+    except docker.errors.APIError:
+        pass
+    try:
+        client().api.tag(image, repo, tag)
+    except docker.errors.APIError as exc:
+        raise ServiceError(f"cannot tag {image} as {target}: {exc.explanation or exc}") from exc
+    push(target)
+
+
+def prefetch(tag: str) -> None:
+    """Start pulling `tag` from the registry into the engine in the background (the scheduler pulls
+    it anyway to start it; the engine joins a pull of the same image already under way)."""
+
+    def pull() -> None:
+        with contextlib.suppress(Exception):  # the scheduler's own pull reports any failure
+            repo, _, version = tag.rpartition(":")
+            client().api.pull(repo, tag=version)
+
+    threading.Thread(target=pull, name=f"prefetch {tag}", daemon=True).start()
+
+
 def seed_registry(image: str, registry: str) -> bool:
     """Push a base image (the stack) to the platform registry once, at bring-up.
 

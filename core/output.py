@@ -31,5 +31,10 @@ class Output:
         for line in message.rstrip("\n").split("\n"):
             self._write(f" !     {line}\n")
 
+    def poll(self) -> None:
+        """Write nothing: a stream whose reader is gone raises here (the deploy socket's relay raises
+        KeyboardInterrupt), so a long silent step can notice a hang-up without printing."""
+        self._write("")
+
     def line(self, message: str = "") -> None:
         self._write(f"{message}\n")

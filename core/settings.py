@@ -59,7 +59,7 @@ def check_ca_bundle(path: str | os.PathLike[str]) -> Path:
 
 # Under the state dir, readable by root only: etcd's data (config, keys, certificates), the
 # registry's images, the apps' repositories and build caches, logs, sockets and pidfiles.
-PRIVATE_DIRS = ("etcd", "registry", "repos", "cache", "builds", "log", "run")
+PRIVATE_DIRS = ("etcd", "registry", "repos", "cache", "builds", "log", "run", "buildah")
 
 # field name -> environment variable
 _ENV = {
@@ -76,6 +76,9 @@ _ENV = {
     "stop_grace": "DEIS_STOP_GRACE",
     "lock_wait": "DEIS_LOCK_WAIT",
     "keep_images": "DEIS_KEEP_IMAGES",
+    "build_timeout": "DEIS_BUILD_TIMEOUT",
+    "build_subnet": "DEIS_BUILD_SUBNET",
+    "dockerfile_builder": "DEIS_DOCKERFILE_BUILDER",
     "local_buildpacks": "DEIS_LOCAL_BUILDPACKS",
     "build_ca_bundle": "DEIS_BUILD_CA_BUNDLE",
     "build_env": "DEIS_BUILD_ENV",
@@ -112,6 +115,13 @@ class Settings:
     lock_wait: float = 600.0
     # Release images kept on the host per app; older ones stay in the registry.
     keep_images: int = 5
+    # Seconds a Dockerfile build may take before it is killed.
+    build_timeout: float = 1200.0
+    # Private range the Dockerfile builds' network namespaces take their /30 links from.
+    build_subnet: str = "10.213.0.0/16"
+    # "buildah" (isolated: its own network namespace) or "docker" (the engine's legacy builder, which
+    # fetches ADD URLs from the host: for comparison only, never with tenants you do not trust).
+    dockerfile_builder: str = "buildah"
     # Colon-separated host directories where file:// or path buildpacks may live (none by default).
     local_buildpacks: str = ""
     # The CA bundle mounted read-only into every build (None: builds trust only the stack's own CAs).

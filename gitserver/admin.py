@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import socket
 import sys
 import time
@@ -117,12 +118,17 @@ def apply_build_options(settings: Settings, args: argparse.Namespace) -> None:
 def seed_registry(settings: Settings, out: Output) -> None:
     """Put the base images of every app image (the stack, the slug runner) in the registry once, so
     an app's push uploads only its own layers."""
-    from builders import engine, stacks
+    from builders import dockerbuild, engine, stacks
 
     for image in (settings.stack_image, stacks.RUNNER_IMAGE):
         started = time.monotonic()
         if engine.seed_registry(image, settings.registry):
             out.step(f"Seeded the registry with {image} ({time.monotonic() - started:.1f}s)")
+    if settings.dockerfile_builder == "buildah" and shutil.which("buildah"):
+        # The stack into the Dockerfile builds' base store now, not during an app's first push.
+        started = time.monotonic()
+        if dockerbuild.preload(settings, settings.stack_image, out):
+            out.detail(f"ready for Dockerfile builds in {time.monotonic() - started:.1f}s")
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace, out: Output) -> int:

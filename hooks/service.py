@@ -41,6 +41,8 @@ class _Relay:
     def write(self, text: str) -> int:
         if self.gone.is_set():
             raise KeyboardInterrupt  # the pusher is gone: stop the deploy at this step
+        if not text:
+            return 0  # Output.poll(): only asks whether the pusher is still there
         line = json.dumps({"out": text}).encode() + b"\n"
         # Back-pressure: a pusher that stops reading stops the deploy's output here, not in our memory.
         sent = asyncio.run_coroutine_threadsafe(self._send(line), self.loop)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import builders
 from builders import buildpack
 from gitserver.commands.base import Context, command
 from releaser import events
@@ -11,14 +12,14 @@ from releaser import events
 
 @command(
     "builds:purge-cache",
-    "empty the app's build cache: the next push compiles from scratch",
+    "empty the app's build cache (buildpack cache, Dockerfile cache mounts): the next push starts afresh",
     app=True,
     examples=["ssh deis builds:purge-cache --app myapp"],
 )
 def purge_cache(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
     with ctx.lock(app.name):  # never under a running build's feet
-        size = buildpack.purge_cache(ctx.settings, app.name)
+        size = builders.purge_cache(ctx.settings, app.name)
     events.record(ctx.store, app.name, ctx.user.name, "purged the build cache")
     ctx.out.step(f"Build cache of {app.name} purged ({buildpack.human_size(size)} freed)")
     return 0

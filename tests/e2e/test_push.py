@@ -62,7 +62,7 @@ def test_failing_build_is_rejected_and_old_release_keeps_serving(
     platform.git(work, "commit", "-qam", "broken build")
     r = platform.push(work, admin)
     assert r.returncode != 0
-    assert "docker build failed" in r.stderr
+    assert "Dockerfile build failed" in r.stderr
     assert "compiling" in r.stderr  # the build's own output was streamed
     assert "pre-receive hook declined" in r.stderr
     assert remote_ref(platform, work, admin) == before
