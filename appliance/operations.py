@@ -236,5 +236,6 @@ def destroy(p: Platform, app: str, out: Output, forget_source: Callable[[str], N
     forget_source(app)
     domains.forget_app(p.store, app)
     apps.destroy_app(p.store, app)
-    out.detail("repository and state removed")
+    p.logs.forget(app)
+    out.detail("repository, logs and state removed")
     out.step(f"done, {app} destroyed")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import builders
+from appliance.collector import Recorded
 from appliance.platform import Platform
 from builders import source
 from core.errors import ValidationError
@@ -22,6 +24,7 @@ from core.names import memory_bytes
 from core.output import Output
 from core.records import Build, Push, Release
 from releaser import apps, domains, events, locks, releases
+from releaser.logstore import Line
 from routerconf.site import Cert, Site
 from scheduler import release_phase, rollout
 from scheduler.base import Instance
@@ -35,7 +38,8 @@ def deploy(p: Platform, push: Push, out: Output) -> Release:
     current = releases.latest(p.store, push.app)
     # A few MB of pack may unpack to gigabytes: refused before anything is exported.
     source.Source.of(push).check_size(p.settings.max_push_bytes)
-    build = builders.build(p.settings, push, out, config=current.config if current else {})
+    recorded = Recorded(out, p.logs, push.app, "build")  # kept in the app's logs too
+    build = builders.build(p.settings, push, recorded, config=current.config if current else {})
     summary = f"{push.user} deployed {push.sha[:7]}"
     release = releases.prepare(p.store, push.app, by=push.user, summary=summary, build=build)
     roll_out(p, release, out)
@@ -59,7 +63,7 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
     deployment = deployment_for(p, release)
     if deployment.release_command:
         out.step(f"Running release command: {deployment.release_command}")
-        release_phase.run(p.backend, deployment, out.detail, p.settings.release_timeout)
+        release_phase.run(p.backend, deployment, _relay(p, release, out), p.settings.release_timeout)
     out.step(f"Launching {release.app}:v{release.version} ({describe(deployment.formation)})")
     instances = rollout.launch(p.backend, deployment, out.detail)
     switch(p, release, instances, out)
@@ -70,6 +74,16 @@ def roll_out(p: Platform, release: Release, out: Output) -> Release:
         # finishes (stale instances), so the push must not be reported as failed.
         log.warning("after deploying %s v%s: %s", release.app, release.version, exc)
     return release
+
+
+def _relay(p: Platform, release: Release, out: Output) -> Callable[[str], None]:
+    """Where the release phase's lines go: to the deployer, and to the app's logs as `release`."""
+
+    def emit(text: str) -> None:
+        out.detail(text)
+        p.logs.append(release.app, [Line(time.time(), "release", release.version, text)])
+
+    return emit
 
 
 def switch(p: Platform, release: Release, instances: list[Instance], out: Output) -> None:

@@ -11,6 +11,7 @@ from typing import Protocol
 import scheduler
 from core.settings import Settings
 from releaser import platform as platform_config
+from releaser.logstore import LogStore
 from releaser.store import Store
 from routerconf import Router
 from routerconf.site import Site
@@ -33,6 +34,7 @@ class Platform:
         self.store = store
         self.router = router
         self._backend = backend
+        self._logs: LogStore | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -48,3 +50,12 @@ class Platform:
                 name = platform_config.scheduler(self.store)
                 self._backend = scheduler.create(name, platform=str(self.settings.state_dir))
             return self._backend
+
+    @property
+    def logs(self) -> LogStore:
+        """The apps' log store (one per process: it has the only writer)."""
+        with self._lock:
+            if self._logs is None:
+                s = self.settings
+                self._logs = LogStore(s.logs_dir, max_lines=s.log_lines, max_bytes=s.log_bytes)
+            return self._logs

@@ -91,6 +91,8 @@ _ENV = {
     "max_sessions_per_user": "DEIS_MAX_SESSIONS_PER_USER",
     "max_preauth_connections": "DEIS_MAX_PREAUTH_CONNECTIONS",
     "release_timeout": "DEIS_RELEASE_TIMEOUT",
+    "log_lines": "DEIS_LOG_LINES",
+    "log_bytes": "DEIS_LOG_BYTES",
 }
 
 
@@ -128,6 +130,9 @@ class Settings:
     build_ca_bundle: Path | None = field(default_factory=default_ca_bundle)
     # The operator's KEY=VALUE defaults for every build (mirrors, proxies); app config vars override them.
     build_env: tuple[str, ...] = ()
+    # What the log store keeps per app (`logs`): the last lines, at most this many and this many bytes.
+    log_lines: int = 10_000
+    log_bytes: int = 20_000_000
 
     # -- limits: every resource a tenant can grow has one (DESIGN.md, Trust) -----------------
     # Containers one process type of one app may be scaled to, and all types of one app together.
@@ -170,6 +175,11 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return self.state_dir / "log"
+
+    @property
+    def logs_dir(self) -> Path:
+        """The apps' log store (releaser.logstore); `log_dir` holds the platform's own logs."""
+        return self.state_dir / "app-logs"
 
     @property
     def host_key(self) -> Path:

@@ -172,18 +172,22 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Output) -> int
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    from appliance import reconciler
+    from appliance import collector, reconciler
     from appliance.platform import Platform
     from gitserver.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings.harden()  # a state dir made by an older platform gets the permissions it should have
     platform = Platform.from_settings(settings)  # the one this process shares: commands, hooks, reconciler
+    # The collector first: it must hear of every container the reconciler removes.
+    stop_logs = collector.start_thread(platform)
     stop = reconciler.start_thread(platform)
     try:
         asyncio.run(serve(platform))
     finally:
         stop.set()
+        stop_logs.set()
+        platform.logs.close()  # what is buffered goes to disk
     return 0
 
 

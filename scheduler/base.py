@@ -5,7 +5,8 @@ reports on them; it knows nothing about releases, routing or health policy. `sch
 drives any backend through a deploy, `scheduler.health` decides what healthy means.
 
     start(spec)                 run one instance of a process
-    stop(ref, grace)            stop it (TERM, KILL after `grace`) and remove it
+    stop(ref, grace)            stop it (TERM, KILL after `grace`) and remove it (`removing` hears of it
+                                between the two)
     instances(app)              what runs (or ran), with state and the endpoint the router reaches
     probe(instance)             whether it accepts TCP connections on its $PORT
     logs(ref, tail, follow)     its output, with times
@@ -20,7 +21,7 @@ stopped by its id. Times are UNIX seconds (floats), memory in bytes, CPU in rela
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -110,6 +111,9 @@ class Backend(ABC):
     """Where instances run. Every method blocks and is safe to call from several threads."""
 
     name: ClassVar[str]
+    # Called with an instance's id once it has stopped and before it is removed (by `stop`, or to
+    # free a name for `start`): whoever keeps instances' output reads the rest of it then.
+    removing: Callable[[str], None] | None = None
 
     @abstractmethod
     def start(self, spec: ProcessSpec) -> Instance:

@@ -287,6 +287,7 @@ class DockerBackend(Backend):
         for c in self._containers(ref):
             try:
                 c.stop(timeout=int(grace + 0.999))
+                self._removing(c)
                 c.remove(force=True)
             except docker.errors.NotFound:
                 continue
@@ -439,7 +440,12 @@ class DockerBackend(Backend):
         if holder.status in ("running", "restarting"):
             holder.rename(f"{name}.{(holder.id or '')[:12]}")
         else:
+            self._removing(holder)
             holder.remove(force=True)
+
+    def _removing(self, c: Container) -> None:
+        if self.removing is not None and c.id:
+            self.removing(c.id)
 
     def _ensure_image(self, image: str) -> None:
         try:

@@ -85,11 +85,18 @@ class MemoryBackend(Backend):
 
     def stop(self, ref: str, grace: float) -> None:
         with self._changed:
-            for rec in [r for r in self._records.values() if ref in (r.id, str(r.spec.name))]:
+            gone = [r for r in self._records.values() if ref in (r.id, str(r.spec.name))]
+            for rec in gone:
                 rec.stopped.set()
-                del self._records[rec.id]
                 self._emit(rec, "die")
-                self._emit(rec, "destroy")
+            self._changed.notify_all()
+        for rec in gone:
+            if self.removing is not None:
+                self.removing(rec.id)  # outside the lock: it may read the instance's output
+        with self._changed:
+            for rec in gone:
+                if self._records.pop(rec.id, None) is not None:
+                    self._emit(rec, "destroy")
             self._changed.notify_all()
 
     def instances(self, app: str | None = None) -> list[Instance]:
