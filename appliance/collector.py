@@ -129,12 +129,15 @@ class Collector:
                     if f.again and cid not in self._gone:
                         continue
                     if now is None or not now.running or cid in self._gone or self._stop.is_set():
+                        # Decided and forgotten at once: a start seen from now on gets a new follower.
+                        self._followers.pop(cid, None)
                         return
         except Exception:
             log.exception("following the output of %s", f.inst.name)
         finally:
             with self._lock:
-                self._followers.pop(cid, None)
+                if self._followers.get(cid) is f:
+                    del self._followers[cid]
             f.done.set()
 
     def _read(self, inst: Instance, *, follow: bool, f: _Follower | None = None) -> None:

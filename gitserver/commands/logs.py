@@ -5,7 +5,8 @@ wrote, kept after the containers are gone) merged with its platform events; -f f
     APP[deis]: alice scaled web=3
 
 Filters: --type web (web.1, web.2), --source web.1, --release v7, --since 1h, --grep TEXT; -n counts
-the lines shown after filtering. --json prints one object a line: time, source, release, text.
+the lines shown after filtering. --json (every command's flag) prints one object a line: time, source,
+release, text.
 `-f` reads the store from where the history ended, so no line is shown twice or skipped, whatever
 deploys in between; events (releaser.events) are looked at every POLL seconds.
 """
@@ -94,7 +95,6 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--release", "-r", type=_release_arg, metavar="vN", help="only lines of this release")
     p.add_argument("--since", type=duration, metavar="AGE", help="only lines this recent: 30s, 15m, 1h, 2d")
     p.add_argument("--grep", "-g", metavar="TEXT", help="only lines that contain TEXT")
-    p.add_argument("--json", action="store_true", help="one JSON object a line")
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class Filter:
 def logs(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args).name
     keep = Filter.of(args)
-    show = render_json if args.json else render
+    show = render_json if ctx.json else render
     store = ctx.platform.logs
     since = time.time()
     pos = store.end(app)
@@ -152,7 +152,7 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
     for entry in merge(entries, args.lines):
         ctx.print(show(app, entry))
     if args.follow:
-        _follow(ctx, store, app, pos, keep, seen, since, args.json)
+        _follow(ctx, store, app, pos, keep, seen, since, ctx.json)
     return 0
 
 

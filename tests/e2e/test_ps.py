@@ -212,7 +212,6 @@ def test_logs_follow_picks_up_new_containers_and_ends_on_hangup(
     reader.start()
     try:
         time.sleep(1.5)
-        threads_following = appliance_threads(platform)
         r = platform.ssh(admin, "scale", "cmd=2", "--app", app)
         assert r.returncode == 0, r.stderr
         path = f"/{unique('follow')}"
@@ -225,10 +224,11 @@ def test_logs_follow_picks_up_new_containers_and_ends_on_hangup(
             time.sleep(0.1)  # events are polled (every 0.5 s), container output is streamed
         assert f"{app}[deis]: admin scaled cmd=2\n" in seen, (seen[-10:], follower.poll())
         assert follower.poll() is None  # still following
+        threads_following = appliance_threads(platform)  # the log collector follows cmd.2 too
     finally:
         follower.send_signal(signal.SIGKILL)  # the client goes away without a word
         follower.wait(timeout=10)
-    # The server's follower ends too: its stream threads (one per container) are gone.
+    # The server's side of the session ends too: its threads are gone.
     threads_after = threads_following + 2
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
