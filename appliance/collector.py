@@ -65,6 +65,7 @@ class Collector:
         if backend is None:
             return
         backend.removing = self.drain
+        threading.Thread(target=self._load_drains, args=(stop,), name="drains-load", daemon=True).start()
         closer = threading.Thread(target=self._close_on, args=(stop,), name="logs-stop", daemon=True)
         closer.start()
         while not stop.is_set():
@@ -86,6 +87,16 @@ class Collector:
                 log.warning("log collector waits for the platform: %s", exc)
                 stop.wait(RETRY)
         return None
+
+    def _load_drains(self, stop: threading.Event) -> None:
+        """From then on every line written goes to the apps' drains too."""
+        while not stop.is_set():
+            try:
+                self.p.drains.load_all()
+                return
+            except Exception as exc:
+                log.warning("log drains not loaded yet: %s", exc)
+                stop.wait(RETRY)
 
     def _close_on(self, stop: threading.Event) -> None:
         stop.wait()

@@ -237,5 +237,6 @@ def destroy(p: Platform, app: str, out: Output, forget_source: Callable[[str], N
     domains.forget_app(p.store, app)
     apps.destroy_app(p.store, app)
     p.logs.forget(app)
+    p.drains.refresh(app)  # its drains went with its state
     out.detail("repository, logs and state removed")
     out.step(f"done, {app} destroyed")

@@ -9,6 +9,7 @@ import threading
 from typing import Protocol
 
 import scheduler
+from appliance.drains import Forwarder
 from core.settings import Settings
 from releaser import platform as platform_config
 from releaser.logstore import LogStore
@@ -35,6 +36,7 @@ class Platform:
         self.router = router
         self._backend = backend
         self._logs: LogStore | None = None
+        self._drains: Forwarder | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -59,3 +61,12 @@ class Platform:
                 s = self.settings
                 self._logs = LogStore(s.logs_dir, max_lines=s.log_lines, max_bytes=s.log_bytes)
             return self._logs
+
+    @property
+    def drains(self) -> Forwarder:
+        """What forwards the apps' lines to their drains (fed by the log store's writer)."""
+        logs = self.logs
+        with self._lock:
+            if self._drains is None:
+                self._drains = Forwarder(self.settings, self.store, logs)
+            return self._drains

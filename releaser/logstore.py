@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import threading
@@ -31,6 +32,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+log = logging.getLogger("deis.logstore")
 
 FLUSH = 0.05  # seconds between the writer's flushes
 MAX_TEXT = 16 * 1024  # a longer line is cut (the engine splits lines at 16 KiB too)
@@ -124,6 +127,8 @@ class LogStore:
         self._forget_cursors: dict[str, set[str]] = {}
         self._writer: threading.Thread | None = None
         self._stop = threading.Event()
+        # Called by the writer with each app's lines once they are on disk (drains); must not block.
+        self.listeners: list[Callable[[str, list[Line]], None]] = []
 
     # -- writing -------------------------------------------------------------------------------
     def append(self, app: str, lines: list[Line]) -> None:
@@ -163,6 +168,7 @@ class LogStore:
                 lines = buf.lines + [_dropped(src, n) for src, n in sorted(buf.dropped.items())]
                 if lines:
                     self._write(app, lines)
+                    self._tell(app, lines)
             for app, gone in forget.items():
                 seg = self._segments(app)
                 for cid in gone:
@@ -175,6 +181,13 @@ class LogStore:
                     seg.cursors_dirty = False
         with self._flushed:
             self._flushed.notify_all()
+
+    def _tell(self, app: str, lines: list[Line]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(app, lines)
+            except Exception:  # a listener's bug must not stop the writer
+                log.exception("log store listener failed")
 
     def _write(self, app: str, lines: list[Line]) -> None:
         seg = self._segments(app)

@@ -8,7 +8,8 @@ builds    builds, builds:create
 limits    limits, limits:set, limits:unset
 tags      tags, tags:set, tags:unset
 ps        ps, ps:scale (scale), ps:restart
-logs      logs [-n N] [-f] [--type TYPE]
+logs      logs [-n N] [-f] [--type T] [--source S] [--release vN] [--since AGE] [--grep TEXT]
+drains    drains, drains:add, drains:remove (syslog over TCP)
 run       run [--] CMD...: a one-off container, attached
 domains   domains:*, certs:*, router:* (what the router serves for an app)
 keys      keys:add, keys:list, keys:remove
@@ -22,6 +23,7 @@ from gitserver.commands import (  # noqa: F401 - registers the commands
     builds,
     config,
     domains,
+    drains,
     keys,
     limits,
     logs,

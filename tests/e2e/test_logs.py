@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -204,3 +205,94 @@ def test_the_bounds_hold_under_a_container_printing_as_fast_as_it_can(
     assert len(lines) == 5
     assert platform.ssh(admin, "apps:destroy", other, "--confirm", other).returncode == 0
     assert not (platform.settings.logs_dir / other).exists()
+
+
+class SyslogServer:
+    """A syslog receiver on loopback (TCP, octet-counted frames), for the drain tests."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.messages: list[str] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while chunk := conn.recv(65536):
+                buf += chunk
+                while b" " in buf:
+                    size, _, rest = buf.partition(b" ")
+                    if len(rest) < int(size):
+                        break
+                    self.messages.append(rest[: int(size)].decode())
+                    buf = rest[int(size) :]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def drains_json(h: Harness, key: Key, app: str) -> list[dict]:
+    r = h.ssh(key, "drains", "--app", app, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_a_syslog_drain_gets_the_lines_in_order_with_their_source(
+    platform: Harness, admin: Key, app: str
+) -> None:
+    server = SyslogServer()
+    url = f"syslog://127.0.0.1:{server.port}"
+    try:
+        r = platform.ssh(admin, "drains:add", url, "--app", app)
+        assert r.returncode == 0, r.stderr
+        mark = unique("drain")
+        for k in range(20):
+            assert platform.get(app, f"/{mark}-{k}")[0] == 200
+        assert wait_for(lambda: sum(mark in m for m in server.messages) >= 20, timeout=10)
+        got = [m for m in server.messages if mark in m]
+        fields = [m.split(" ", 7) for m in got]
+        assert [f[7] for f in fields] == [f"GET /{mark}-{k}" for k in range(20)]
+        assert {(f[0], f[2], f[3], f[4]) for f in fields} == {("<14>1", "deis", app, "web.1")}
+        (d,) = drains_json(platform, admin, app)
+        assert d["url"] == url and d["delivered"] >= 20 and d["dropped"] == 0
+        assert platform.ssh(admin, "drains:remove", url, "--app", app).returncode == 0
+        assert drains_json(platform, admin, app) == []
+    finally:
+        server.close()
+
+
+def test_a_dead_drain_blocks_nothing_and_counts_what_it_could_not_deliver(
+    platform: Harness, admin: Key, app: str
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"syslog://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
+    assert platform.ssh(admin, "drains:add", dead, "--app", app).returncode == 0
+    try:
+        mark = unique("dead")
+        for k in range(5):
+            assert platform.get(app, f"/{mark}-{k}")[0] == 200
+        assert wait_for(lambda: len(logs(platform, admin, app, "--grep", mark)) == 5, timeout=5)
+        (d,) = drains_json(platform, admin, app)
+        assert d["delivered"] == 0 and d["queued"] + d["dropped"] >= 5 and d["error"], d
+    finally:
+        assert platform.ssh(admin, "drains:remove", dead, "--app", app).returncode == 0
+    for bad, message in [
+        ("https://logs.example.com", "only syslog://"),
+        ("syslog://nohost", "expected syslog://HOST:PORT"),
+        (f"syslog://127.0.0.1:{platform.settings.etcd_port}", "platform's own port"),
+    ]:
+        r = platform.ssh(admin, "drains:add", bad, "--app", app)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+    r = platform.ssh(admin, "drains:remove", dead, "--app", app)
+    assert r.returncode == 1 and "no drain" in r.stderr
+    assert drains_json(platform, admin, app) == []
