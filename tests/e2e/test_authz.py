@@ -118,6 +118,11 @@ def _fetch(w: World, role: str) -> subprocess.CompletedProcess[str]:
     return w.h.git(w.work, "ls-remote", "deis", key=w.keys[role], check=False)
 
 
+def _drain(role: str, kind: str = "") -> str:
+    # Loopback, where nothing listens: the sender's attempts stay on this host.
+    return f"syslog://127.0.0.1:{9100 + 10 * bool(kind) + sorted(EVERYONE).index(role)}"
+
+
 # command -> (how each role invokes it, the outcome per role)
 TABLE: dict[str, tuple[Run, dict[str, str]]] = {
     "help": (lambda w, r: w.ssh(r, "help"), EVERYONE),
@@ -165,6 +170,15 @@ TABLE: dict[str, tuple[Run, dict[str, str]]] = {
     "ps:scale": (_app_cmd("ps:scale", "cmd=1"), APP_USERS),
     "ps:restart": (_app_cmd("ps:restart"), APP_USERS),
     "logs": (_app_cmd("logs", "-n", "5"), APP_USERS),
+    "drains": (_app_cmd("drains"), APP_USERS),
+    "drains:add": (lambda w, r: w.ssh(r, "drains:add", _drain(r), "--app", w.app), APP_USERS),
+    "drains:remove": (
+        _both(
+            lambda w, r: w.ssh(r, "drains:add", _drain(r, "rm"), "--app", w.app),
+            lambda w, r: w.ssh(r, "drains:remove", _drain(r, "rm"), "--app", w.app),
+        ),
+        APP_USERS,
+    ),
     "run": (lambda w, r: w.ssh(r, "run", "--app", w.app, "--", "true"), APP_USERS),
     "domains": (_app_cmd("domains"), APP_USERS),
     "domains:add": (_app_cmd("domains:add", "{role}.authz.example.com"), APP_USERS),
