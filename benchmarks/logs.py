@@ -64,12 +64,17 @@ def deploy(h: Harness, key: Key, name: str) -> None:
 
 
 def numbers(h: Harness, app: str, release: int) -> list[int]:
+    return [n for n, _ in stamped(h, app, release)]
+
+
+def stamped(h: Harness, app: str, release: int) -> list[tuple[int, float]]:
+    """(number, time the engine saw it) of every rate.py line of `release` in the store."""
     found = []
     for f in sorted((h.settings.logs_dir / app).glob("*.jsonl")):
         for raw in f.read_bytes().splitlines():
             d = json.loads(raw)
             if d["s"] == "rate.1" and d["r"] == release and d["m"].startswith("line "):
-                found.append(int(d["m"][5:]))
+                found.append((int(d["m"][5:]), float(d["t"])))
     return found
 
 
@@ -84,10 +89,12 @@ def part_one(h: Harness, key: Key, app: str, rates: list[int], seconds: float) -
         ssh(h, key, "scale", "rate=1", "--app", app)
         time.sleep(seconds)
         ssh(h, key, "scale", "rate=0", "--app", app)
-        got = numbers(h, app, current(h, key, app))
+        lines = stamped(h, app, current(h, key, app))
+        got = [n for n, _ in lines]
         top, distinct = max(got, default=0), len(set(got))
+        span = max(t for _, t in lines) - min(t for _, t in lines) if len(lines) > 1 else 1.0
         print(
-            f"{rate:>7} lines/s asked: {top / seconds:>8.0f}/s written, {distinct} kept, "
+            f"{rate:>7} lines/s asked: {len(lines) / span:>8.0f}/s written, {distinct} kept, "
             f"{top - distinct} missing, {len(got) - distinct} twice",
             flush=True,
         )

@@ -168,6 +168,8 @@ class MemoryBackend(Backend):
 
     # -- state -------------------------------------------------------------------------------
     def _state(self, rec: _Record) -> str:
+        if rec.stopped.is_set():
+            return "exited"  # stopped, not removed yet (`removing` is being told)
         prog = self.program(rec.spec.image)
         if prog.crash_after is not None and self.clock() - rec.started >= prog.crash_after:
             # Crashed: the engine restarts it in place, so it is seen restarting, and counted.

@@ -130,6 +130,24 @@ def test_start_list_probe_log_stop(setup: tuple[Backend, Programs]) -> None:
     backend.stop(str(inst.name), 0)
 
 
+def test_removing_hears_of_a_stopped_instance_whose_output_is_still_there(
+    setup: tuple[Backend, Programs],
+) -> None:
+    backend, programs = setup
+    heard: list[tuple[str, str, str]] = []
+
+    def removing(cid: str) -> None:
+        inst = backend.inspect(cid)
+        heard.append((cid, inst.state if inst else "gone", backend.log_tail(cid)))
+
+    backend.removing = removing
+    inst = backend.start(spec(app_name(), programs.server))
+    wait(lambda: "up" in backend.log_tail(inst.id))
+    backend.stop(str(inst.name), 1)
+    assert heard == [(inst.id, "exited", "up\n")]
+    assert backend.inspect(inst.id) is None
+
+
 def test_not_listening_is_told_apart_from_listening(setup: tuple[Backend, Programs]) -> None:
     backend, programs = setup
     inst = backend.start(spec(app_name(), programs.idle))
