@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -136,12 +137,20 @@ def parse_time(stamp: str) -> float:
     """Docker's RFC 3339 time with nanoseconds (`2024-05-01T10:00:00.123456789Z`) as UNIX time."""
     stamp = stamp.strip()
     main, _, frac = stamp.rstrip("Z").partition(".")
-    try:
-        whole = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
+    whole = _whole_seconds(main)
+    if whole is None:
         return 0.0
-    digits = "".join(c for c in frac if c.isdigit())[:9]
+    digits = frac[:9] if frac.isdigit() else "".join(c for c in frac if c.isdigit())[:9]
     return whole + (int(digits) / 10 ** len(digits) if digits else 0.0)
+
+
+@functools.lru_cache(maxsize=256)
+def _whole_seconds(main: str) -> int | None:
+    """`2024-05-01T10:00:00` as UNIX time (cached: a chatty container's lines share their second)."""
+    try:
+        return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
 
 
 def process_name(container_name: str) -> ContainerName | None:
