@@ -28,7 +28,8 @@ from releaser.store import Store
 
 log = logging.getLogger("deis.drains")
 
-QUEUE = 10_000  # lines per drain waiting to be sent
+QUEUE = 10_000  # lines per drain waiting to be sent ...
+QUEUE_BYTES = 4 * 1024 * 1024  # ... and their size
 BATCH = 500
 BACKOFF = 10.0
 TIMEOUT = 5.0  # connect and send
@@ -49,6 +50,7 @@ class Sender:
     app: str
     drain: drains.Drain
     queue: collections.deque[Line] = field(default_factory=collections.deque)
+    bytes: int = 0  # of the queued lines, roughly
     delivered: int = 0
     dropped: int = 0
     error: str = ""
@@ -57,9 +59,13 @@ class Sender:
 
     def put(self, lines: list[Line]) -> None:
         with self.wake:
-            room = QUEUE - len(self.queue)
-            self.queue.extend(lines[:room])
-            self.dropped += max(0, len(lines) - room)
+            for line in lines:
+                size = len(line.text) + 64
+                if len(self.queue) >= QUEUE or self.bytes + size > QUEUE_BYTES:
+                    self.dropped += 1
+                    continue
+                self.queue.append(line)
+                self.bytes += size
             self.wake.notify()
 
     def run(self) -> None:
@@ -70,6 +76,7 @@ class Sender:
                 while not self.queue and not self.stop.is_set():
                     self.wake.wait(1.0)
                 batch = [self.queue.popleft() for _ in range(min(BATCH, len(self.queue)))]
+                self.bytes -= sum(len(ln.text) + 64 for ln in batch)
             if not batch:
                 continue
             try:
@@ -92,8 +99,9 @@ class Sender:
     def _put_back(self, batch: list[Line]) -> None:
         with self.wake:
             self.queue.extendleft(reversed(batch))
-            while len(self.queue) > QUEUE:
-                self.queue.pop()
+            self.bytes += sum(len(ln.text) + 64 for ln in batch)
+            while len(self.queue) > QUEUE or self.bytes > QUEUE_BYTES:
+                self.bytes -= len(self.queue.pop().text) + 64  # the newest go: the order stays
                 self.dropped += 1
 
 
