@@ -165,7 +165,9 @@ class Collector:
         t0, skip = cur
         try:
             for ln in stream:
-                if ln.time < t0:
+                if ln.time < cur[0]:
+                    # Before what is kept: a resume's overlap, or the engine sending a rotated log
+                    # file's lines again (its json-file follow does when it rotates under a reader).
                     continue
                 if ln.time == t0 and skip:
                     skip -= 1
