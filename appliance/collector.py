@@ -163,16 +163,20 @@ class Collector:
                 stream.close()
         src, rel = source(inst), inst.name.version
         t0, skip = cur
+        newest: set[str] = set()  # the texts read at time cur[0]
         try:
             for ln in stream:
-                if ln.time < cur[0]:
-                    # Before what is kept: a resume's overlap, or the engine sending a rotated log
-                    # file's lines again (its json-file follow does when it rotates under a reader).
+                if ln.time < cur[0] or (ln.time == cur[0] and ln.text in newest):
+                    # Kept already: a resume's overlap, or the engine sending a rotated log file's
+                    # lines again (its json-file follow does when a file rotates under a reader).
                     continue
                 if ln.time == t0 and skip:
                     skip -= 1
                     continue
                 self.store.append(app, [Line(ln.time, src, rel, ln.text, cid)])
+                if ln.time > cur[0]:
+                    newest = set()
+                newest.add(ln.text)
                 cur = self._cursors[cid] = advance(cur, ln.time)
         finally:
             stream.close()
