@@ -14,12 +14,13 @@ share of one core, and the engine's. Bounded: every wait has a deadline; tears e
 
 Measured here (2 shared cores, other helpers' test runs beside it; docker 20.10, json-file 10 MB x 3):
 - one app, 5 s at each rate: 2,000 / 5,000 / 20,000 / 40,000 lines/s: every line kept, none twice
-  (216,707 at 40,000/s); asked 80,000/s: 245,594 written (the engine's logger holds the writer
-  back), all kept; asked 150,000/s: 810,165 written, 321,697 kept, 488,468 lost. The loss is the
-  engine's: its json-file log rotated them away before the collector (about 60,000 lines/s from one
-  container) read them; it is not counted in the stream (the store's own drops are, and none
-  happened). Before the fix that skips re-sent lines the engine's follow also repeated a rotated
-  file: 102,755 duplicates at 40,000/s.
+  (218,170 at 40,000/s, three runs). Asked 80,000/s (the engine's logger holds the writer back to
+  50,000-80,000): one run kept all 245,594; two kept 245,591 of 367,708, i.e. one whole 10 MB file
+  of the engine's json-file log lost; asked 150,000/s: 810,165 written, 321,697 kept. Lines begin to
+  go missing between 40,000 and 80,000 lines/s, and that loss is the engine's: its log rotated a file
+  away before the collector (about 60,000 lines/s from one container) read it. It is NOT counted in
+  the stream (the store's own drops are; none happened). Before the collector skipped re-sent lines,
+  the engine's follow also repeated a rotated file: 102,755 duplicates at 40,000/s; now 0.
 - 10 apps x 1,000 lines/s for 30 s: the appliance 44.5 % of one core, dockerd 48.0 %; every line of
   every app kept, none twice (about 44 us of appliance CPU a line, mostly docker-py's per-line frames).
 """
