@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -107,11 +108,10 @@ class Harness:
 
     def remove_images(self) -> None:
         client = docker.from_env()
-        for image in client.images.list():
-            for tag in image.tags:
-                if tag.startswith(f"{self.settings.registry}/"):
-                    with contextlib.suppress(docker.errors.APIError):
-                        client.images.remove(tag, force=True)
+        for tag in image_tags(client):
+            if tag.startswith(f"{self.settings.registry}/"):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(tag, force=True)
 
     # -- users -------------------------------------------------------------------------------
     def key(self, name: str) -> Key:
@@ -306,24 +306,31 @@ def own(platform: str) -> str:
     return platform
 
 
+def image_tags(client: docker.DockerClient) -> list[str]:
+    """Every image tag, from one listing call: `images.list()` inspects each image in turn and fails
+    when another run on the shared dockerd removes one in between."""
+    return [tag for image in client.api.images() for tag in image.get("RepoTags") or []]
+
+
 def leftovers() -> list[str]:
     """Every container, network, volume and image this run made that is still there."""
     client = docker.from_env()
     found: list[str] = []
-    labelled = {
-        "container": lambda: client.containers.list(all=True, filters={"label": LABEL_PLATFORM}),
-        "network": lambda: client.networks.list(filters={"label": LABEL_PLATFORM}),
-        "volume": lambda: client.volumes.list(filters={"label": LABEL_PLATFORM}),
-        "image": lambda: client.images.list(all=True, filters={"label": LABEL_PLATFORM}),
+    # The low-level listings: one call each, so nothing removed meanwhile makes them fail.
+    api, filters = client.api, {"label": LABEL_PLATFORM}
+    labelled: dict[str, list[dict[str, Any]]] = {
+        "container": api.containers(all=True, filters=filters),
+        "network": api.networks(filters=filters),
+        "volume": api.volumes(filters=filters).get("Volumes") or [],
+        "image": api.images(all=True, filters=filters),
     }
-    for kind, listing in labelled.items():
-        for thing in listing():
-            labels = thing.attrs.get("Labels") or (thing.attrs.get("Config") or {}).get("Labels") or {}
-            platform = str(labels.get(LABEL_PLATFORM, ""))
+    for kind, things in labelled.items():
+        for thing in things:
+            platform = str((thing.get("Labels") or {}).get(LABEL_PLATFORM, ""))
             if platform in OWN_PLATFORMS or any(platform.startswith(p) for p in OWN_PREFIXES):
-                found.append(f"{kind} {getattr(thing, 'name', None) or thing.short_id}")
-    for image in client.images.list():
-        found += [f"image {tag}" for tag in image.tags if tag.split("/", 1)[0] in OWN_REGISTRIES]
+                name = thing.get("Name") or (thing.get("Names") or [""])[0].lstrip("/") or thing["Id"][:19]
+                found.append(f"{kind} {name}")
+    found += [f"image {tag}" for tag in image_tags(client) if tag.split("/", 1)[0] in OWN_REGISTRIES]
     return sorted(set(found))
 
 
