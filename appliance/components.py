@@ -1,13 +1,19 @@
 """The platform's own components as containers the engine supervises (restart policy
 `unless-stopped`: a killed one is started again by dockerd, and after dockerd or the host restarts).
 
-Pure: what each container is (the docker SDK's `containers.run` keyword arguments); appliance.services
+What each container is (the docker SDK's `containers.run` keyword arguments) is pure; appliance.services
 runs them. Every path a component uses is under the state dir, mounted at the same path, so a
 replaced container loses nothing and the host's view of the files is the component's.
 
-    router  nginx in the foreground (`daemon off`), host network (it listens on the router's ports
-            and reaches app containers on 127.0.0.1), host PID namespace (nginx.pid holds a host PID:
-            the appliance's routerconf reloads it with SIGHUP as before), SIGQUIT to stop (graceful)
+    etcd      from deis/services: `etcd` on 127.0.0.1 (host network), data in STATE/etcd
+    registry  from deis/services: `docker-registry serve` on 127.0.0.1, config and data in STATE/registry
+    router    nginx in the foreground (`daemon off`), host network (it listens on the router's ports
+              and reaches app containers on 127.0.0.1), host PID namespace (nginx.pid holds a host PID:
+              the appliance's routerconf reloads it with SIGHUP as before), SIGQUIT to stop (graceful)
+
+    up / down  dockerd and the images, then etcd, the registry and the router; down in reverse. A loose
+               process of the previous layout (a pidfile under the run dir) is stopped by its pid first and
+               the container starts on the same data.
 
 Names: `deis-NAME` for the default state dir, `deis-NAME-HASH` (8 hex digits of the state dir) for
 any other, so several platforms (the tests') share one engine.
@@ -20,8 +26,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from appliance import services
-from builders.components import ROUTER_IMAGE
+from appliance import processes, services
+from builders.components import ROUTER_IMAGE, SERVICES_IMAGE
+from core.errors import ServiceError
 from core.output import Output
 from core.settings import Settings
 from routerconf import Router
@@ -30,7 +37,8 @@ from routerconf.commands import nginx_foreground_argv
 LABEL_PLATFORM = "io.deis.platform"  # as on app containers: `Harness.down` and `leftovers` find both
 LABEL_COMPONENT = "io.deis.component"
 DEFAULT_STATE_DIR = Path("/var/lib/deis")
-COMPONENTS = ("router",)
+COMPONENTS = ("etcd", "registry", "router")
+_LOGS = {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
 
 
 def container_name(settings: Settings, component: str) -> str:
@@ -50,24 +58,103 @@ def _with_spec(kw: dict[str, Any], component: str, settings: Settings, image_id:
     return kw
 
 
+def _base(settings: Settings, component: str, image: str, command: list[str]) -> dict[str, Any]:
+    return {
+        "image": image,
+        "command": command,
+        "name": container_name(settings, component),
+        "detach": True,
+        "init": True,
+        "network_mode": "host",
+        "restart_policy": {"Name": "unless-stopped"},
+        "log_config": _LOGS,
+    }
+
+
 def router_kwargs(settings: Settings, image_id: str = "") -> dict[str, Any]:
     """The router's container; `image_id` (the image's current id) is part of its spec digest, so
     a remade image replaces the container."""
     nginx_dir = str(settings.nginx_dir.absolute())
-    kw: dict[str, Any] = {
-        "image": ROUTER_IMAGE,
-        "command": nginx_foreground_argv(f"{nginx_dir}/nginx.conf", nginx_dir),
-        "name": container_name(settings, "router"),
-        "detach": True,
-        "init": True,
-        "network_mode": "host",
-        "pid_mode": "host",
-        "restart_policy": {"Name": "unless-stopped"},
-        "stop_signal": "SIGQUIT",
-        "volumes": {nginx_dir: {"bind": nginx_dir, "mode": "rw"}},
-        "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
-    }
+    kw = _base(settings, "router", ROUTER_IMAGE, nginx_foreground_argv(f"{nginx_dir}/nginx.conf", nginx_dir))
+    kw["pid_mode"] = "host"
+    kw["stop_signal"] = "SIGQUIT"
+    kw["volumes"] = {nginx_dir: {"bind": nginx_dir, "mode": "rw"}}
     return _with_spec(kw, "router", settings, image_id)
+
+
+def etcd_kwargs(settings: Settings, image_id: str = "") -> dict[str, Any]:
+    data = str(services.etcd_data_dir(settings))
+    kw = _base(settings, "etcd", SERVICES_IMAGE, services.etcd_argv(settings))
+    kw["volumes"] = {data: {"bind": data, "mode": "rw"}}
+    return _with_spec(kw, "etcd", settings, image_id)
+
+
+def registry_kwargs(settings: Settings, image_id: str = "") -> dict[str, Any]:
+    root = str(services.registry_dir(settings))
+    kw = _base(settings, "registry", SERVICES_IMAGE, services.registry_argv(settings))
+    kw["volumes"] = {root: {"bind": root, "mode": "rw"}}
+    return _with_spec(kw, "registry", settings, image_id)
+
+
+# -- bring-up ---------------------------------------------------------------------------------------
+
+
+def up(settings: Settings, out: Output) -> None:
+    """dockerd, the images, then etcd, the registry and the router, each as its container."""
+    services.ensure_dockerd(settings, out)
+    services.ensure_images(settings, out)
+    out.step(f"Starting etcd (container) on 127.0.0.1:{settings.etcd_port}")
+    start_etcd(settings, out)
+    out.step(f"Starting the registry (container) on 127.0.0.1:{settings.registry_port}")
+    start_registry(settings, out)
+    out.step(f"Starting the router (nginx, container) on port {settings.http_port}")
+    start_router(settings, out)
+
+
+def down(settings: Settings, out: Output) -> None:
+    """The router, the registry and etcd (containers, and loose processes of the previous layout),
+    then dockerd if this platform started it."""
+    stop_router(settings, out)
+    for legacy in reversed(services.services(settings)):
+        services.stop_component(container_name(settings, legacy.name), out)
+        processes.stop(legacy, settings, out)
+    services.stop_dockerd(settings, out)
+
+
+def _take_over(settings: Settings, legacy: processes.Service, out: Output) -> None:
+    """Before a component's container starts: stop a loose process of the previous layout (its
+    pidfile) so the container can have its port and data; refuse a stranger on that port."""
+    current = services.component_state(container_name(settings, legacy.name))
+    if current is not None and current.state in ("running", "restarting"):
+        return
+    pid = processes.running_pid(legacy, settings)
+    if pid is not None:
+        out.detail(f"stopping the {legacy.name} process an earlier platform started (pid {pid})")
+        processes.stop(legacy, settings, out)
+    elif legacy.ready():
+        raise ServiceError(
+            f"{legacy.name}: something this platform did not start already answers on {legacy.address};"
+            " stop it or choose another port"
+        )
+
+
+def _start(settings: Settings, legacy: processes.Service, kw: dict[str, Any], out: Output) -> None:
+    _take_over(settings, legacy, out)
+    services.ensure_component(kw, out)
+    took = services.wait_component(kw["name"], legacy.ready, legacy.address, legacy.ready_timeout)
+    out.detail(f"{legacy.name} answers on {legacy.address} ({took:.1f} s)")
+
+
+def start_etcd(settings: Settings, out: Output) -> None:
+    services.etcd_data_dir(settings).mkdir(mode=0o700, parents=True, exist_ok=True)
+    kw = etcd_kwargs(settings, services.image_id(SERVICES_IMAGE))
+    _start(settings, services.etcd_service(settings), kw, out)
+
+
+def start_registry(settings: Settings, out: Output) -> None:
+    services.write_registry_config(settings)
+    kw = registry_kwargs(settings, services.image_id(SERVICES_IMAGE))
+    _start(settings, services.registry_service(settings), kw, out)
 
 
 def start_router(settings: Settings, out: Output) -> None:

@@ -2,7 +2,9 @@
 stacks (builders.images: debootstrap + `docker import`, no image is ever pulled), and made again only
 when their package list changes (the image's digest label).
 
-    router  nginx-light: the router's nginx runs in a container the engine supervises
+    router    nginx-light: the router's nginx runs in a container the engine supervises
+    services  etcd-server and docker-registry: one image for both (one debootstrap fewer on a
+              fresh machine), each component's container runs its own program from it
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from core.settings import Settings
 
 ROUTER_IMAGE = "deis/router:bookworm"
 ROUTER_PACKAGES = ("nginx-light", "ca-certificates")
+SERVICES_IMAGE = "deis/services:bookworm"
+SERVICES_PACKAGES = ("etcd-server", "docker-registry", "ca-certificates")
 
 
 def _digest(*parts: str) -> str:
@@ -34,6 +38,25 @@ def router_spec() -> images.DebootstrapImage:
     )
 
 
+def services_spec() -> images.DebootstrapImage:
+    return images.DebootstrapImage(
+        image=SERVICES_IMAGE,
+        packages=SERVICES_PACKAGES,
+        label="services",
+        digest=_digest(*SERVICES_PACKAGES),
+    )
+
+
+def specs() -> list[images.DebootstrapImage]:
+    """Every component image; `builders.stacks.ensure_all` makes them side by side with the stacks."""
+    return [router_spec(), services_spec()]
+
+
 def ensure_router_image(settings: Settings, out: Output, force: bool = False) -> bool:
     """Make the router's image if missing, stale or forced; True if it was made."""
     return images.ensure_debootstrap_image(settings, out, router_spec(), force=force)
+
+
+def ensure_services_image(settings: Settings, out: Output, force: bool = False) -> bool:
+    """Make the etcd and registry image if missing, stale or forced; True if it was made."""
+    return images.ensure_debootstrap_image(settings, out, services_spec(), force=force)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -86,15 +87,19 @@ def ensure_stacks(settings: Settings, out: Output, force: bool = False) -> list[
     return made
 
 
-def ensure_all(settings: Settings, out: Output, force: bool = False) -> None:
-    """The stack image and the buildpack stacks, each made only when missing (or stale, or forced).
+def ensure_all(
+    settings: Settings, out: Output, force: bool = False, extra: Sequence[images.DebootstrapImage] = ()
+) -> None:
+    """The stack image and the buildpack stacks (and `extra`: the platform components' images), each
+    made only when missing (or stale, or forced).
 
     Each debootstrap spends much of its time waiting on the mirror and dpkg's fsyncs: made side by
-    side, the three take little longer than the largest alone."""
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    side, they take little longer than the largest alone."""
+    todo = [*specs(), *extra]
+    with ThreadPoolExecutor(max_workers=1 + len(todo)) as pool:
         jobs = [
             pool.submit(images.ensure_stack_image, settings, out, force=force),
-            *(pool.submit(images.ensure_debootstrap_image, settings, out, spec, force) for spec in specs()),
+            *(pool.submit(images.ensure_debootstrap_image, settings, out, spec, force) for spec in todo),
         ]
         for job in jobs:
             job.result()

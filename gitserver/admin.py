@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from appliance import components, services
+from appliance import components, processes, services
 from core.errors import DeisError, ValidationError
 from core.output import Output
 from core.settings import Settings, check_ca_bundle, parse_build_env
@@ -30,7 +30,7 @@ from releaser import apps
 from releaser.store import Store
 
 
-def appliance_service(settings: Settings) -> services.Service:
+def appliance_service(settings: Settings) -> processes.Service:
     def ready() -> bool:
         host = "127.0.0.1" if settings.ssh_host in ("0.0.0.0", "::", "") else settings.ssh_host
         try:
@@ -39,7 +39,7 @@ def appliance_service(settings: Settings) -> services.Service:
         except OSError:
             return False
 
-    return services.Service(
+    return processes.Service(
         name="appliance",
         argv=[sys.executable, "-m", "gitserver.admin", "--state-dir", str(settings.state_dir), "serve"],
         ready=ready,
@@ -67,13 +67,11 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.save()
     out.step(f"Bringing the platform up (state in {settings.state_dir})")
-    services.up_services(settings, out)
+    components.up(settings, out)
     seed_registry(settings, out)
-    out.step(f"Starting the router (nginx, container) on port {settings.http_port}")
-    components.start_router(settings, out)
     restart_if_changed(settings, before, out)
     out.step(f"Starting the appliance (SSH) on port {settings.ssh_port}")
-    services.start(appliance_service(settings), settings, out)
+    processes.start(appliance_service(settings), settings, out)
     store = Store(settings.etcd_url)
     has_admin = any(u.admin for u in apps.list_users(store))
     out.step("The platform is up")
@@ -92,9 +90,9 @@ def restart_if_changed(settings: Settings, before: dict[str, object], out: Outpu
     """The appliance reads the settings once, at its start (builds run in it): a running one is stopped
     when they changed, so the start that follows serves the new ones (apps keep serving meanwhile)."""
     service = appliance_service(settings)
-    if settings.to_dict() != before and services.running_pid(service, settings) is not None:
+    if settings.to_dict() != before and processes.running_pid(service, settings) is not None:
         out.step("Restarting the appliance: its settings changed")
-        services.stop(service, settings, out)
+        processes.stop(service, settings, out)
 
 
 def apply_build_options(settings: Settings, args: argparse.Namespace) -> None:
@@ -133,9 +131,8 @@ def seed_registry(settings: Settings, out: Output) -> None:
 
 def cmd_down(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.step("Stopping the platform (apps' containers keep their restart policy)")
-    services.stop(appliance_service(settings), settings, out)
-    components.stop_router(settings, out)
-    services.down_services(settings, out)
+    processes.stop(appliance_service(settings), settings, out)
+    components.down(settings, out)
     out.step("The platform is down")
     return 0
 
@@ -147,7 +144,7 @@ def _uptime(seconds: float) -> str:
 
 def component_lines(settings: Settings) -> list[tuple[str, bool, str]]:
     """(name, running, what) of each part: processes by pidfile, components by their container."""
-    rows = [(name, ok, "process") for name, ok in services.status(settings).items()]
+    rows = [("dockerd", services.docker_answers(), "process")]
     for name in components.COMPONENTS:
         container = components.container_name(settings, name)
         try:
@@ -159,7 +156,7 @@ def component_lines(settings: Settings) -> list[tuple[str, bool, str]]:
             continue
         up = _uptime(time.time() - st.started) if st.state == "running" else "-"
         rows.append((name, st.state == "running", f"container {container}: up {up}, restarts {st.restarts}"))
-    appliance = services.is_running(appliance_service(settings), settings)
+    appliance = processes.is_running(appliance_service(settings), settings)
     rows.append(("appliance", appliance, "process"))
     return rows
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import services
+from appliance import processes, services
 from core.output import Output
 from core.settings import Settings
 from releaser.store import Store
@@ -49,11 +49,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         state_dir=Path(tmp_path_factory.mktemp("etcd")), etcd_port=free_port(), etcd_peer_port=free_port()
     )
     etcd = services.etcd_service(s)
-    services.start(etcd, s, Output(io.StringIO()))
+    processes.start(etcd, s, Output(io.StringIO()))
     try:
         yield Store(s.etcd_url)
     finally:
-        services.stop(etcd, s, Output(io.StringIO()))
+        processes.stop(etcd, s, Output(io.StringIO()))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

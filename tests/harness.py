@@ -1,7 +1,8 @@
 """A whole platform on free ports in a temp state dir, driven like a user would: stock git and ssh.
 
 Shared by the end-to-end tests and benchmarks/. dockerd and the stack image are shared with the
-host (made once); etcd, the registry, nginx and the appliance are this harness's own processes.
+host (made once); etcd, the registry and nginx are this harness's own component containers, the
+appliance its own process.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import docker
 
-from appliance import components, services
+from appliance import components, processes
 from core.output import Output
 from core.settings import Settings
 from gitserver.admin import appliance_service, seed_registry
@@ -77,23 +78,21 @@ class Harness:
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self) -> Harness:
         self.settings.save()
-        services.up_services(self.settings, self.out)
+        components.up(self.settings, self.out)
         seed_registry(self.settings, self.out)
-        components.start_router(self.settings, self.out)
-        services.start(appliance_service(self.settings), self.settings, self.out)
+        processes.start(appliance_service(self.settings), self.settings, self.out)
         return self
 
     def down(self) -> None:
         # The appliance goes first: its reconciler would start again every container removed while
         # it still runs (how a whole suite used to leave five apps running behind it).
         try:
-            services.stop(appliance_service(self.settings), self.settings, self.out)
+            processes.stop(appliance_service(self.settings), self.settings, self.out)
         finally:
             try:
                 self.remove_containers()
             finally:
-                components.stop_router(self.settings, self.out)
-                services.down_services(self.settings, self.out)
+                components.down(self.settings, self.out)
                 self.remove_images()
 
     def remove_containers(self) -> None:

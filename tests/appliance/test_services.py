@@ -1,4 +1,5 @@
-"""appliance.services: exact argv builders, the registry config, real etcd and registry on loopback."""
+"""appliance.services and appliance.processes: exact argv builders, the registry config, real etcd and
+registry on loopback."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import services
+from appliance import components, processes, services
 from builders import engine, images
 from core import proc
 from core.errors import ServiceError
@@ -95,12 +96,12 @@ def test_dockerd_argv() -> None:
 
 def test_http_ok_refuses_non_loopback() -> None:
     with pytest.raises(ValueError):
-        services.http_ok("http://example.com/v2/")
+        processes.http_ok("http://example.com/v2/")
 
 
 def test_http_ok_false_when_nothing_listens() -> None:
     (port,) = free_ports(1)
-    assert services.http_ok(f"http://127.0.0.1:{port}/v2/", timeout=0.5) is False
+    assert processes.http_ok(f"http://127.0.0.1:{port}/v2/", timeout=0.5) is False
 
 
 # -- the shared start/stop path, with harmless processes ----------------------------------------------
@@ -109,42 +110,42 @@ def test_http_ok_false_when_nothing_listens() -> None:
 def test_start_reports_an_early_exit(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path)
     argv = ["sh", "-c", "echo old run; echo '==> header'; echo cannot bind >&2; exit 3"]
-    svc = services.Service(name="boom", argv=argv, ready=lambda: False)
+    svc = processes.Service(name="boom", argv=argv, ready=lambda: False)
     with pytest.raises(ServiceError, match=r"boom exited with status 3 before it was ready: cannot bind"):
-        services.start(svc, s, quiet())
-    assert not services.pidfile(s, "boom").exists()
+        processes.start(svc, s, quiet())
+    assert not processes.pidfile(s, "boom").exists()
 
 
 def test_start_reports_a_missing_program(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path)
-    svc = services.Service(name="x", argv=["no-such-program-here"], ready=lambda: False, package="x-pkg")
+    svc = processes.Service(name="x", argv=["no-such-program-here"], ready=lambda: False, package="x-pkg")
     with pytest.raises(ServiceError, match=r"x: no-such-program-here not found \(install the x-pkg package"):
-        services.start(svc, s, quiet())
+        processes.start(svc, s, quiet())
 
 
 def test_start_times_out_and_stops_what_it_started(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path)
-    svc = services.Service(name="slow", argv=["sleep", "60"], ready=lambda: False, address="127.0.0.1:1")
+    svc = processes.Service(name="slow", argv=["sleep", "60"], ready=lambda: False, address="127.0.0.1:1")
     began = time.monotonic()
     with pytest.raises(ServiceError, match=r"slow was not ready on 127.0.0.1:1 after 0.5 s; stopped it"):
-        services.start(svc, s, quiet(), timeout=0.5)
+        processes.start(svc, s, quiet(), timeout=0.5)
     assert time.monotonic() - began < 5
-    assert not services.pidfile(s, "slow").exists()
-    assert services.running_pid(svc, s) is None
+    assert not processes.pidfile(s, "slow").exists()
+    assert processes.running_pid(svc, s) is None
 
 
 def test_start_refuses_a_foreign_instance(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path)
-    svc = services.Service(name="etcd", argv=["etcd"], ready=lambda: True, address="127.0.0.1:2379")
+    svc = processes.Service(name="etcd", argv=["etcd"], ready=lambda: True, address="127.0.0.1:2379")
     with pytest.raises(ServiceError, match="something this platform did not start already answers"):
-        services.start(svc, s, quiet())
+        processes.start(svc, s, quiet())
 
 
 def test_start_uses_a_foreign_shared_instance(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path)
-    svc = services.Service(name="dockerd", argv=["dockerd"], ready=lambda: True, shared=True)
-    assert services.start(svc, s, quiet()) is None
-    assert not services.pidfile(s, "dockerd").exists()
+    svc = processes.Service(name="dockerd", argv=["dockerd"], ready=lambda: True, shared=True)
+    assert processes.start(svc, s, quiet()) is None
+    assert not processes.pidfile(s, "dockerd").exists()
 
 
 def test_stop_never_signals_a_process_that_is_not_ours(tmp_path: Path) -> None:
@@ -153,11 +154,11 @@ def test_stop_never_signals_a_process_that_is_not_ours(tmp_path: Path) -> None:
     other = subprocess.Popen(["sleep", "60"])
     try:
         s.run_dir.mkdir(parents=True)
-        services.pidfile(s, "etcd").write_text(f"{other.pid}\n")
+        processes.pidfile(s, "etcd").write_text(f"{other.pid}\n")
         svc = services.etcd_service(s)
-        assert services.running_pid(svc, s) is None
-        assert services.stop(svc, s, quiet()) is False
-        assert not services.pidfile(s, "etcd").exists()
+        assert processes.running_pid(svc, s) is None
+        assert processes.stop(svc, s, quiet()) is False
+        assert not processes.pidfile(s, "etcd").exists()
         assert other.poll() is None
     finally:
         other.kill()
@@ -166,7 +167,7 @@ def test_stop_never_signals_a_process_that_is_not_ours(tmp_path: Path) -> None:
 
 def test_stop_without_pidfile_is_a_no_op(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path / "never")
-    assert services.stop(services.etcd_service(s), s, quiet()) is False
+    assert processes.stop(services.etcd_service(s), s, quiet()) is False
     assert services.stop_dockerd(s, quiet()) is False
     assert not s.state_dir.exists()
 
@@ -175,18 +176,18 @@ def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path)
     # Ignores SIGTERM; "ready" once the trap is set (a SIGTERM before that would end it at once).
     mark = tmp_path / "trapped"
-    svc = services.Service(
+    svc = processes.Service(
         name="stubborn",
         argv=["sh", "-c", f"trap '' TERM; touch {mark}; while :; do sleep 0.1; done"],
         ready=mark.exists,
     )
-    pid = services.start(svc, s, quiet())
-    assert pid is not None and services.running_pid(svc, s) == pid
+    pid = processes.start(svc, s, quiet())
+    assert pid is not None and processes.running_pid(svc, s) == pid
     began = time.monotonic()
-    assert services.stop(svc, s, quiet(), grace=0.5) is True
+    assert processes.stop(svc, s, quiet(), grace=0.5) is True
     assert 0.4 < time.monotonic() - began < 5
     assert not proc.alive(pid)
-    assert not services.pidfile(s, "stubborn").exists()
+    assert not processes.pidfile(s, "stubborn").exists()
 
 
 # -- real etcd and registry on loopback ---------------------------------------------------------------
@@ -204,7 +205,7 @@ def loopback_settings(tmp_path: Path) -> Iterator[Settings]:
     yield s
     # Whatever the test did, leave nothing running.
     for svc in services.services(s):
-        pid = services.running_pid(svc, s)
+        pid = processes.running_pid(svc, s)
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
 
@@ -213,43 +214,39 @@ def test_etcd_and_registry_start_idempotently_and_stop(loopback_settings: Settin
     s = loopback_settings
     etcd, registry = services.services(s)
     assert [etcd.name, registry.name] == ["etcd", "registry"]
-    assert services.status(s)["etcd"] is False
 
     stream = io.StringIO()
     out = Output(stream)
     pids = {}
     for svc in (etcd, registry):
         began = time.monotonic()
-        pid = services.start(svc, s, out)
+        pid = processes.start(svc, s, out)
         assert pid is not None
         pids[svc.name] = pid
         assert time.monotonic() - began < svc.ready_timeout
-        assert services.pidfile(s, svc.name).read_text() == f"{pid}\n"
-        assert services.logfile(s, svc.name).exists()
+        assert processes.pidfile(s, svc.name).read_text() == f"{pid}\n"
+        assert processes.logfile(s, svc.name).exists()
         assert svc.ready()
     assert services.registry_config_path(s).read_text() == services.registry_config(s)
-    assert services.http_ok(f"http://127.0.0.1:{s.etcd_port}/v2/keys")
-    assert services.http_ok(f"http://127.0.0.1:{s.registry_port}/v2/")
+    assert processes.http_ok(f"http://127.0.0.1:{s.etcd_port}/v2/keys")
+    assert processes.http_ok(f"http://127.0.0.1:{s.registry_port}/v2/")
 
     # A second start changes nothing.
     for svc in (etcd, registry):
-        assert services.start(svc, s, out) == pids[svc.name]
+        assert processes.start(svc, s, out) == pids[svc.name]
     assert "etcd already running" in stream.getvalue()
     assert "registry already running" in stream.getvalue()
 
-    st = services.status(s)
-    assert st["etcd"] is True and st["registry"] is True
-    assert set(st) == {"dockerd", "etcd", "registry"}
+    assert all(processes.is_running(svc, s) for svc in (etcd, registry))
 
     for svc in (registry, etcd):
-        assert services.stop(svc, s, out) is True
-        assert not services.pidfile(s, svc.name).exists()
+        assert processes.stop(svc, s, out) is True
+        assert not processes.pidfile(s, svc.name).exists()
         assert not proc.alive(pids[svc.name])
         assert not svc.ready()
-    assert services.status(s)["etcd"] is False
-    assert services.status(s)["registry"] is False
+    assert not any(processes.is_running(svc, s) for svc in (etcd, registry))
     # Stopping again is a no-op.
-    assert services.stop(etcd, s, out) is False
+    assert processes.stop(etcd, s, out) is False
 
 
 def test_etcd_keeps_its_data_across_restarts(loopback_settings: Settings) -> None:
@@ -257,29 +254,31 @@ def test_etcd_keeps_its_data_across_restarts(loopback_settings: Settings) -> Non
 
     s = loopback_settings
     etcd = services.etcd_service(s)
-    opener = services._OPENER
+    opener = processes._OPENER
     url = f"http://127.0.0.1:{s.etcd_port}/v2/keys/deis/probe"
-    services.start(etcd, s, quiet())
-    req = services.urllib.request.Request(
-        url, data=urllib.parse.urlencode({"value": "kept"}).encode(), method="PUT"
-    )
+    processes.start(etcd, s, quiet())
+    req = urllib.request.Request(url, data=urllib.parse.urlencode({"value": "kept"}).encode(), method="PUT")
     with opener.open(req, timeout=5) as resp:
         assert resp.status in (200, 201)
-    services.stop(etcd, s, quiet())
-    services.start(etcd, s, quiet())
+    processes.stop(etcd, s, quiet())
+    processes.start(etcd, s, quiet())
     with opener.open(url, timeout=5) as resp:
         assert b'"value":"kept"' in resp.read()
-    services.stop(etcd, s, quiet())
+    processes.stop(etcd, s, quiet())
 
 
-def test_down_services_stops_etcd_and_registry(loopback_settings: Settings) -> None:
+def test_down_stops_the_loose_etcd_and_registry_of_the_previous_layout(
+    loopback_settings: Settings,
+) -> None:
+    if not services.docker_answers():
+        pytest.skip("no docker daemon answers")
     s = loopback_settings
     for svc in services.services(s):
-        services.start(svc, s, quiet())
+        processes.start(svc, s, quiet())
     stream = io.StringIO()
-    services.down_services(s, Output(stream))
+    components.down(s, Output(stream))
     assert "Stopping registry" in stream.getvalue() and "Stopping etcd" in stream.getvalue()
-    assert all(services.running_pid(svc, s) is None for svc in services.services(s))
+    assert all(processes.running_pid(svc, s) is None for svc in services.services(s))
     assert not (s.run_dir / "dockerd.pid").exists()
 
 
@@ -298,9 +297,9 @@ def test_ensure_dockerd_and_stack_image_leave_a_running_setup_alone(tmp_path: Pa
     assert not s.state_dir.exists()
 
 
-def test_status_says_what_is_down(tmp_path: Path) -> None:
-    state = services.status(Settings(state_dir=tmp_path))
-    assert state["etcd"] is False and state["registry"] is False
+def test_nothing_runs_for_a_fresh_state_dir(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path)
+    assert not any(processes.is_running(svc, s) for svc in services.services(s))
 
 
 def test_stale_daemon_pidfiles_are_removed_and_live_ones_kept(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import services
+from appliance import processes
 from gitserver.admin import appliance_service, restart_if_changed
 from tests.e2e.buildpack_apps import commit_files
 from tests.harness import Harness, Key, unique
@@ -203,7 +203,7 @@ def reconfigure(h: Harness, build_env: tuple[str, ...]) -> None:
     h.settings.build_env = build_env
     h.settings.save()
     restart_if_changed(h.settings, before, h.out)
-    services.start(appliance_service(h.settings), h.settings, h.out)
+    processes.start(appliance_service(h.settings), h.settings, h.out)
 
 
 def test_operator_build_env_and_ca_bundle_reach_the_build(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import services
+from appliance import components, services
 from tests.harness import Harness, Key, unique
 
 pytestmark = pytest.mark.e2e
@@ -17,11 +17,11 @@ MESSAGE = " !     platform state store unavailable, try again shortly"
 
 
 def stop_etcd(h: Harness) -> None:
-    assert services.stop(services.etcd_service(h.settings), h.settings, h.out)
+    assert services.stop_component(components.container_name(h.settings, "etcd"), h.out)
 
 
 def start_etcd(h: Harness) -> None:
-    services.start(services.etcd_service(h.settings), h.settings, h.out)
+    components.start_etcd(h.settings, h.out)
 
 
 def test_etcd_down_gives_one_line_and_recovers(platform: Harness, tmp_path: Path) -> None:

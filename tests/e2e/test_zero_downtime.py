@@ -8,7 +8,7 @@ import time
 import docker
 import pytest
 
-from appliance import services
+from appliance import processes
 from core.names import ContainerName
 from gitserver.admin import appliance_service
 from releaser.store import Store
@@ -121,9 +121,9 @@ def test_appliance_restart_never_interrupts_serving_apps(platform: Harness, app)
     platform.wait_steady(name)  # from a router at rest, whatever the tests before it did
     with load(platform, name) as traffic:
         time.sleep(0.3)
-        services.stop(service, platform.settings, platform.out)
+        processes.stop(service, platform.settings, platform.out)
         time.sleep(0.5)
-        services.start(service, platform.settings, platform.out)
+        processes.start(service, platform.settings, platform.out)
         time.sleep(0.5)
     assert traffic.result.failed == 0, traffic.result.summary()
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from appliance import components, services
+from appliance import components, processes, services
 from core.settings import Settings
 from gitserver.admin import appliance_service
 from tests.harness import Harness, Key, unique
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 def owned_dockerd() -> Settings | None:
     owner = Settings.load(os.environ.get("DEIS_STATE_DIR"))
-    return owner if services.running_pid(services.dockerd_service(owner), owner) else None
+    return owner if processes.running_pid(services.dockerd_service(owner), owner) else None
 
 
 @pytest.mark.skipif(owned_dockerd() is None, reason="dockerd was not started by this platform's bring-up")
@@ -39,9 +39,8 @@ def test_engine_and_host_restart_restore_every_app(platform: Harness, admin: Key
     assert platform.containers(name) == before
 
     # The whole host: everything stops; the bring-up command restores it all.
-    services.stop(appliance_service(platform.settings), platform.settings, platform.out)
-    components.stop_router(platform.settings, platform.out)
-    services.down_services(platform.settings, platform.out)
+    processes.stop(appliance_service(platform.settings), platform.settings, platform.out)
+    components.down(platform.settings, platform.out)
     services.stop_dockerd(owner, platform.out)
     services.ensure_dockerd(owner, platform.out)
     platform.up()
