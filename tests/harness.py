@@ -91,9 +91,10 @@ class Harness:
         finally:
             try:
                 self.remove_containers()
-            finally:
-                components.down(self.settings, self.out)
                 self.remove_images()
+            finally:
+                # Last: this stops dockerd too when the harness was the one that started it.
+                components.down(self.settings, self.out)
 
     def remove_containers(self) -> None:
         client = docker.from_env()

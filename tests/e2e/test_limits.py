@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from appliance import services
+from appliance import processes
 from gitserver.admin import appliance_service
 from tests.harness import Harness, Key, unique
 
@@ -114,7 +114,7 @@ def test_a_highly_compressible_2gb_push_is_refused_and_the_appliance_stays_small
         f.truncate(2 << 30)  # 2 GiB of zeros: a few MB once git packs it
     platform.git(work, "add", "-A", timeout=600)
     platform.git(work, "commit", "-q", "-m", "zeros")
-    pid = services.running_pid(appliance_service(platform.settings), platform.settings)
+    pid = processes.running_pid(appliance_service(platform.settings), platform.settings)
     assert pid is not None
     peak = [0]
     done = threading.Event()

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import docker
 import pytest
 
-from appliance import services
+from appliance import processes, services
 from gitserver.admin import appliance_service
 from tests.harness import Harness, Key, unique
 
@@ -168,7 +168,7 @@ def test_an_appliance_restart_misses_and_repeats_nothing(platform: Harness, admi
 
 
 def appliance_rss(h: Harness) -> int:
-    pid = services.running_pid(appliance_service(h.settings), h.settings)
+    pid = processes.running_pid(appliance_service(h.settings), h.settings)
     with open(f"/proc/{pid}/status") as f:
         return next(int(x.split()[1]) * 1024 for x in f if x.startswith("VmRSS:"))
 
