@@ -17,19 +17,18 @@ Errors are one line each, as ``core.errors.ServiceError``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ServiceError
 from core.output import Output
-from core.proc import POLL_INTERVAL, alive, last_line, runs, terminate
+from core.proc import POLL_INTERVAL, alive, file_lock, last_line, runs, terminate
 from core.settings import Settings
 
 # -- readiness probes -------------------------------------------------------------------------------
@@ -134,15 +133,8 @@ def is_running(service: Service, settings: Settings) -> bool:
 # -- running processes (internal) ---------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _lock(settings: Settings, name: str) -> Iterator[None]:
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.run_dir / f"{name}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _lock(settings: Settings, name: str) -> contextlib.AbstractContextManager[None]:
+    return file_lock(settings.run_dir / f"{name}.lock")
 
 
 def _spawn(service: Service, settings: Settings, out: Output, timeout: float) -> int:

@@ -12,12 +12,11 @@ The argv builders are pure (tests compare them); the runners below them log to L
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from builders import engine
 from core import dockercli
 from core.errors import ServiceError
 from core.output import Output
-from core.proc import last_line, run_logged
+from core.proc import file_lock, last_line, run_logged
 from core.settings import Settings
 
 DEBIAN_SUITE = "bookworm"
@@ -184,16 +183,8 @@ def ensure_debootstrap_image(
         return True
 
 
-@contextlib.contextmanager
-def _lock(settings: Settings, name: str) -> Iterator[None]:
-    # One maker per image at a time, across processes (`deis up` and a test run may race).
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.run_dir / f"{name}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _lock(settings: Settings, name: str) -> contextlib.AbstractContextManager[None]:
+    return file_lock(settings.run_dir / f"{name}.lock")
 
 
 def _logfile(settings: Settings, label: str) -> Path:

@@ -7,10 +7,12 @@ Nothing here signals a process it was not given by PID: callers pass the PIDs th
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import ServiceError
@@ -116,6 +118,18 @@ def runs(pid: int, program: str) -> bool:
     except OSError:
         return False
     return argv0 == program or os.path.basename(argv0) == os.path.basename(program)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (made if missing), across processes: `deis up` and a test run may race."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def last_line(path: Path, limit: int = 300) -> str:
