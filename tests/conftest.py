@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -57,7 +58,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    harness.OWN_PREFIXES.add(str(session.config._tmp_path_factory.getbasetemp()) + os.sep)
+    basetemp = session.config._tmp_path_factory.getbasetemp()
+    harness.OWN_PREFIXES.add(str(basetemp) + os.sep)
+    # A run killed with the engine (dockerd stopped under it) could not clean up; its containers came back
+    # with the engine's restart policy. Remove what such dead test platforms left before we start.
+    with contextlib.suppress(Exception):  # no dockerd yet: nothing to sweep, and the tests will say why
+        left = harness.sweep_orphans(basetemp.parent)
+        if left:
+            print(f"removed {len(left)} containers of dead test platforms: {', '.join(sorted(left))}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -334,5 +334,38 @@ def leftovers() -> list[str]:
     return sorted(set(found))
 
 
+def sweep_orphans(temp_root: Path) -> list[str]:
+    """Remove what a test platform under `temp_root` left when its run was killed (a dockerd stopped under
+    it cannot remove anything, and the restart policy brings its containers back with the engine). A
+    platform counts as dead when its state dir is gone, or is older than 10 minutes and its appliance no
+    longer runs, so a concurrent run's platform is left alone."""
+    client = docker.from_env()
+    api, prefix = client.api, f"{temp_root}{os.sep}"
+    dead: dict[str, bool] = {}
+
+    def is_dead(platform: str) -> bool:
+        if platform not in dead:
+            state, settings = Path(platform), Settings(state_dir=Path(platform))
+            # A platform still coming up has no appliance yet: a young state dir counts as alive.
+            young = state.is_dir() and time.time() - state.stat().st_mtime < 600
+            running = state.is_dir() and processes.running_pid(appliance_service(settings), settings) is not None
+            dead[platform] = not (young or running)
+        return dead[platform]
+
+    removed = []
+    for c in api.containers(all=True, filters={"label": LABEL_PLATFORM}):
+        platform = str((c.get("Labels") or {}).get(LABEL_PLATFORM, ""))
+        if platform.startswith(prefix) and is_dead(platform):
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_container(c["Id"], force=True)
+                removed.append((c.get("Names") or [c["Id"][:12]])[0].lstrip("/"))
+    for n in api.networks(filters={"label": LABEL_PLATFORM}):
+        platform = str((n.get("Labels") or {}).get(LABEL_PLATFORM, ""))
+        if platform.startswith(prefix) and is_dead(platform):
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_network(n["Id"])
+    return removed
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
