@@ -348,8 +348,8 @@ def sweep_orphans(temp_root: Path) -> list[str]:
             state, settings = Path(platform), Settings(state_dir=Path(platform))
             # A platform still coming up has no appliance yet: a young state dir counts as alive.
             young = state.is_dir() and time.time() - state.stat().st_mtime < 600
-            appliance = processes.running_pid(appliance_service(settings), settings) if state.is_dir() else None
-            running = appliance is not None
+            service = appliance_service(settings)
+            running = state.is_dir() and processes.running_pid(service, settings) is not None
             dead[platform] = not (young or running)
         return dead[platform]
 
