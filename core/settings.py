@@ -45,21 +45,24 @@ def parse_build_env(items: object) -> tuple[str, ...]:
     return tuple(found)
 
 
-def check_ca_bundle(path: str | os.PathLike[str]) -> Path:
+def check_ca_bundle(path: str | os.PathLike[str], what: str = "build") -> Path:
     """An operator's CA bundle: an existing, readable PEM file with at least one certificate."""
     p = Path(path).absolute()
     try:
         head = p.read_bytes()
     except OSError as exc:
-        raise ValueError(f"cannot read the build CA bundle {p}: {exc.strerror or exc}") from exc
+        raise ValueError(f"cannot read the {what} CA bundle {p}: {exc.strerror or exc}") from exc
     if not p.is_file() or b"-----BEGIN CERTIFICATE-----" not in head:
-        raise ValueError(f"the build CA bundle {p} holds no PEM certificate")
+        raise ValueError(f"the {what} CA bundle {p} holds no PEM certificate")
     return p
 
 
 # Under the state dir, readable by root only: etcd's data (config, keys, certificates), the
 # registry's images, the apps' repositories and build caches, logs, sockets and pidfiles.
 PRIVATE_DIRS = ("etcd", "registry", "repos", "cache", "builds", "log", "run", "buildah")
+
+# Optional file settings: a Path or None (saved as a string or null).
+_PATHS = ("build_ca_bundle", "drain_ca_bundle")
 
 # field name -> environment variable
 _ENV = {
@@ -82,6 +85,7 @@ _ENV = {
     "local_buildpacks": "DEIS_LOCAL_BUILDPACKS",
     "build_ca_bundle": "DEIS_BUILD_CA_BUNDLE",
     "build_env": "DEIS_BUILD_ENV",
+    "drain_ca_bundle": "DEIS_DRAIN_CA_BUNDLE",
     "max_scale_per_type": "DEIS_MAX_SCALE_PER_TYPE",
     "max_scale_per_app": "DEIS_MAX_SCALE_PER_APP",
     "router_app_connections": "DEIS_ROUTER_APP_CONNECTIONS",
@@ -130,6 +134,8 @@ class Settings:
     build_ca_bundle: Path | None = field(default_factory=default_ca_bundle)
     # The operator's KEY=VALUE defaults for every build (mirrors, proxies); app config vars override them.
     build_env: tuple[str, ...] = ()
+    # CAs that TLS log drains (syslog+tls://, https://) are trusted by, beside the system's own.
+    drain_ca_bundle: Path | None = None
     # What the log store keeps per app (`logs`): the last lines, at most this many and this many bytes.
     log_lines: int = 10_000
     log_bytes: int = 20_000_000
@@ -215,8 +221,8 @@ class Settings:
             if f.name not in values or f.name == "state_dir":
                 continue
             value = values[f.name]
-            if f.name == "build_ca_bundle":
-                s.build_ca_bundle = Path(str(value)) if value not in (None, "") else None
+            if f.name in _PATHS:
+                setattr(s, f.name, Path(str(value)) if value not in (None, "") else None)
             elif f.name == "build_env":
                 s.build_env = parse_build_env(value)
             else:
@@ -226,7 +232,9 @@ class Settings:
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
         d["state_dir"] = str(self.state_dir)
-        d["build_ca_bundle"] = str(self.build_ca_bundle) if self.build_ca_bundle else None
+        for name in _PATHS:
+            value = getattr(self, name)
+            d[name] = str(value) if value else None
         d["build_env"] = list(self.build_env)
         return d
 

@@ -64,6 +64,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
         if value is not None:
             setattr(settings, name, type(getattr(settings, name))(value))
     apply_build_options(settings, args)
+    apply_drain_options(settings, args)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.save()
     out.step(f"Bringing the platform up (state in {settings.state_dir})")
@@ -111,6 +112,18 @@ def apply_build_options(settings: Settings, args: argparse.Namespace) -> None:
         settings.build_env = ()
     elif args.build_env:
         settings.build_env = env
+
+
+def apply_drain_options(settings: Settings, args: argparse.Namespace) -> None:
+    """`--drain-ca-bundle FILE` / `--no-drain-ca-bundle`. Bad input changes nothing."""
+    try:
+        bundle = check_ca_bundle(args.drain_ca_bundle, "drain") if args.drain_ca_bundle else None
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+    if args.no_drain_ca_bundle:
+        settings.drain_ca_bundle = None
+    elif bundle is not None:
+        settings.drain_ca_bundle = bundle
 
 
 def seed_registry(settings: Settings, out: Output) -> None:
@@ -262,6 +275,14 @@ def parser() -> argparse.ArgumentParser:
         help="a variable every build sees (repeatable; mirrors, proxies); app config vars override it",
     )
     up.add_argument("--no-build-env", action="store_true", help="forget the saved --build-env values")
+    up.add_argument(
+        "--drain-ca-bundle",
+        metavar="FILE",
+        help="PEM bundle TLS log drains are also trusted by (beside the system's CAs)",
+    )
+    up.add_argument(
+        "--no-drain-ca-bundle", action="store_true", help="TLS drains trust the system's CAs only"
+    )
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what up started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="which parts run").set_defaults(func=cmd_status)

@@ -27,6 +27,7 @@ from core.output import Output
 from core.settings import Settings
 from gitserver.admin import appliance_service, seed_registry
 from scheduler.docker import LABEL_PLATFORM
+from tests.pki import TestCA
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "fixtures" / "apps"
@@ -54,9 +55,12 @@ class Key:
 class Harness:
     root: Path
     settings: Settings = field(init=False)
+    drain_ca: TestCA = field(init=False)
     out: Output = field(default_factory=lambda: Output(sys.stderr))
 
     def __post_init__(self) -> None:
+        (self.root / "drain-ca").mkdir(parents=True, exist_ok=True)
+        self.drain_ca = TestCA.make(self.root / "drain-ca")
         self.settings = Settings(
             state_dir=self.root / "state",
             ssh_host="127.0.0.1",
@@ -71,6 +75,8 @@ class Harness:
             lock_wait=120.0,
             # The tests' own buildpack repositories live beside the platform, in pytest's temp root.
             local_buildpacks=str(self.root.parent),
+            # The drain tests' TLS receivers have certificates of this throwaway CA.
+            drain_ca_bundle=self.drain_ca.file,
         )
         own(str(self.settings.state_dir))
         OWN_REGISTRIES.add(self.settings.registry)

@@ -1,8 +1,10 @@
 """drains, drains:add, drains:remove: where an app's log lines are forwarded (appliance.drains).
 
-Only syslog over TCP for now: `syslog://HOST:PORT` (RFC 5424, octet-counted). `drains` shows what
-each drain delivered, what it holds (queued) and what it dropped (its queue was full: the drain was
-down or slow); a drain that is down never holds up the app or its logs.
+Kinds (releaser.drains): `syslog://HOST:PORT` (TCP, RFC 5424, octet-counted),
+`syslog+tls://HOST:PORT` (the same over TLS) and `https://HOST[:PORT]/PATH` (batched POSTs, Heroku's
+logplex format). `drains` shows what each drain delivered, what it holds (queued) and what it dropped
+(its queue was full: the drain was down or slow; or it refused a batch); a drain that is down never
+holds up the app or its logs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from releaser import drains, events
 
 
 def _url(p: argparse.ArgumentParser) -> None:
-    p.add_argument("url", help="syslog://HOST:PORT")
+    p.add_argument("url", help="syslog://HOST:PORT, syslog+tls://HOST:PORT or https://HOST/PATH")
 
 
 @command(
@@ -46,18 +48,22 @@ def drains_list(ctx: Context, args: argparse.Namespace) -> int:
 
 @command(
     "drains:add",
-    "forward every line of the app's logs to a syslog server (syslog://HOST:PORT, TCP, RFC 5424)",
+    "forward every line of the app's logs to a syslog server (TCP or TLS) or an HTTPS endpoint",
     app=True,
     args=_url,
-    examples=["ssh deis drains:add syslog://logs.example.com:514 --app myapp"],
+    examples=[
+        "ssh deis drains:add syslog+tls://logs.example.com:6514 --app myapp",
+        "ssh deis drains:add https://user:token@logs.example.com/ingest --app myapp",
+    ],
 )
 def drains_add(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
     drain = drains.parse(args.url, ctx.settings)
     drains.add(ctx.store, app.name, drain)
     ctx.platform.drains.refresh(app.name)
-    events.record(ctx.store, app.name, ctx.user.name, f"{ctx.user.name} added drain {drain.url}")
-    ctx.out.step(f"{app.name} drains to {drain.url}")
+    shown = drains.redacted(drain.url)
+    events.record(ctx.store, app.name, ctx.user.name, f"{ctx.user.name} added drain {shown}")
+    ctx.out.step(f"{app.name} drains to {shown}")
     return 0
 
 
@@ -72,6 +78,7 @@ def drains_remove(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
     drains.remove(ctx.store, app.name, args.url)
     ctx.platform.drains.refresh(app.name)
-    events.record(ctx.store, app.name, ctx.user.name, f"{ctx.user.name} removed drain {args.url}")
-    ctx.out.step(f"{app.name} no longer drains to {args.url}")
+    shown = drains.redacted(args.url)
+    events.record(ctx.store, app.name, ctx.user.name, f"{ctx.user.name} removed drain {shown}")
+    ctx.out.step(f"{app.name} no longer drains to {shown}")
     return 0

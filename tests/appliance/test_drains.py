@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,17 @@ from core.errors import ValidationError
 from core.settings import Settings
 from releaser import drains
 from releaser.logstore import Line
+from tests.drainservers import LogplexServer, SyslogServer, server_context
+from tests.pki import TestCA
+
+
+def wait(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
 
 
 def frames(data: bytes) -> list[str]:
@@ -31,11 +44,34 @@ def test_drain_urls_are_checked() -> None:
     assert drains.parse("syslog://logs.example.com:514", s) == drains.Drain(
         "syslog://logs.example.com:514", "logs.example.com", 514
     )
-    for bad in ("https://x.example.com", "syslog://x.example.com", "syslog://x:514/path", "syslog://:514"):
+    assert drains.parse("syslog+tls://logs.example.com:6514", s).tls
+    https = drains.parse("https://u:p@logs.example.com/in?x=1", s)
+    assert (https.host, https.port, https.scheme, https.url) == (
+        "logs.example.com",
+        443,
+        "https",
+        "https://u:p@logs.example.com/in?x=1",
+    )
+    assert drains.parse("http://logs.example.com:8080/", s).port == 8080
+    for bad in (
+        "ftp://x.example.com",
+        "syslog://x.example.com",
+        "syslog://x:514/path",
+        "syslog://:514",
+        "https:///path",
+        "https://x.example.com/a b",
+        "https://x.example.com/\n",
+        "https://x.example.com/#f",
+        "syslog+tls://u@x:6514",
+        "https://x.example.com:99999/",
+    ):
         with pytest.raises(ValidationError):
             drains.parse(bad, s)
-    with pytest.raises(ValidationError, match="platform's own port"):
-        drains.parse(f"syslog://127.0.0.1:{s.etcd_port}", s)
+    for own in (f"syslog://127.0.0.1:{s.etcd_port}", f"https://localhost:{s.registry_port}/v2/"):
+        with pytest.raises(ValidationError, match="platform's own port"):
+            drains.parse(own, s)
+    assert drains.redacted("https://u:secret@x.example.com:8443/in") == "https://u:***@x.example.com:8443/in"
+    assert drains.redacted("https://x.example.com/in") == "https://x.example.com/in"
 
 
 def test_rfc5424_octet_counted() -> None:
@@ -79,3 +115,91 @@ def test_a_sender_delivers_in_order_and_a_dead_one_counts_and_never_blocks(monke
     time.sleep(0.3)
     dead.stop.set()
     assert dead.delivered == 0 and dead.dropped >= 400 and dead.error
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> TestCA:
+    return TestCA.make(tmp_path)
+
+
+def started(sender: Sender) -> Sender:
+    threading.Thread(target=sender.run, daemon=True).start()
+    return sender
+
+
+@pytest.fixture
+def senders() -> Iterator[list[Sender]]:
+    made: list[Sender] = []
+    yield made
+    for s in made:
+        s.stop.set()
+
+
+def lines(n: int, tag: str = "n") -> list[Line]:
+    return [Line(1.0, "web.1", 1, f"{tag}{k}") for k in range(n)]
+
+
+def test_syslog_over_tls_verifies_the_server_against_the_drain_ca_bundle(
+    ca: TestCA, tmp_path: Path, senders: list[Sender]
+) -> None:
+    server = SyslogServer(server_context(ca, tmp_path))
+    url = f"syslog+tls://localhost:{server.port}"
+    trusting = Settings(drain_ca_bundle=ca.file)
+    good = started(Sender("app", drains.parse(url, trusting), trusting))
+    untrusting = started(Sender("app", drains.parse(url, Settings()), Settings()))
+    senders += [good, untrusting]
+    good.put(lines(300))
+    untrusting.put(lines(5, "leak"))
+    assert wait(lambda: len(server.messages) >= 300)
+    assert [m.split(" ", 7)[7] for m in server.messages] == [f"n{k}" for k in range(300)]
+    assert wait(lambda: "CERTIFICATE_VERIFY_FAILED" in untrusting.error), untrusting.error
+    assert untrusting.delivered == 0 and not any("leak" in m for m in server.messages)
+    server.close()
+
+
+def test_an_https_drain_posts_logplex_batches_retries_5xx_and_drops_a_rejected_batch(
+    ca: TestCA, tmp_path: Path, senders: list[Sender], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forwarding, "BATCH", 100)
+    server = LogplexServer(server_context(ca, tmp_path), statuses=[503, 429])
+    settings = Settings(drain_ca_bundle=ca.file)
+    s = started(Sender("app", drains.parse(f"https://localhost:{server.port}/logs?t=1", settings), settings))
+    senders.append(s)
+    s.put(lines(250))
+    assert wait(lambda: s.delivered == 250), (s.delivered, s.error)
+    # none lost, in order
+    assert [m.split(" ", 7)[7] for m in server.messages] == [f"n{k}" for k in range(250)]
+    path, headers, found = server.posts[0]
+    assert path == "/logs?t=1" and headers["Content-Type"] == "application/logplex-1"
+    assert headers["Logplex-Msg-Count"] == str(len(found)) == "100"
+    assert headers["Logplex-Drain-Token"].startswith("d.")
+    assert len({p[1]["Logplex-Frame-Id"] for p in server.posts}) == 3
+    server.statuses = [400]
+    s.put(lines(10, "bad"))
+    assert wait(lambda: s.dropped == 10), (s.dropped, s.error)
+    assert "HTTP 400" in s.error and not any("bad" in m for m in server.messages)
+    s.put(lines(3, "after"))
+    assert wait(lambda: s.delivered == 253) and s.error == ""
+    server.close()
+
+
+def test_a_name_that_resolves_to_the_platform_s_own_port_is_refused_at_connect(
+    senders: list[Sender], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    settings = Settings(etcd_port=port)
+    drain = drains.Drain(f"https://sneaky.example:{port}/", "sneaky.example", port, "http")
+    real = socket.getaddrinfo
+    monkeypatch.setattr(
+        forwarding.socket, "getaddrinfo",
+        lambda host, *a, **kw: real("127.0.0.1" if host == "sneaky.example" else host, *a, **kw),
+    )  # fmt: skip
+    s = started(Sender("app", drain, settings))
+    senders.append(s)
+    s.put(lines(1))
+    assert wait(lambda: "platform's own port" in s.error), s.error
+    listener.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        listener.accept()  # never even connected
+    listener.close()

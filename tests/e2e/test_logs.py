@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import docker
 import pytest
 
 from appliance import processes, services
 from gitserver.admin import appliance_service
+from tests.drainservers import LogplexServer, SyslogServer, server_context
 from tests.harness import Harness, Key, unique
 
 pytestmark = pytest.mark.e2e
@@ -207,39 +209,6 @@ def test_the_bounds_hold_under_a_container_printing_as_fast_as_it_can(
     assert not (platform.settings.logs_dir / other).exists()
 
 
-class SyslogServer:
-    """A syslog receiver on loopback (TCP, octet-counted frames), for the drain tests."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.messages: list[str] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
-
-    def _read(self, conn: socket.socket) -> None:
-        buf = b""
-        with conn:
-            while chunk := conn.recv(65536):
-                buf += chunk
-                while b" " in buf:
-                    size, _, rest = buf.partition(b" ")
-                    if len(rest) < int(size):
-                        break
-                    self.messages.append(rest[: int(size)].decode())
-                    buf = rest[int(size) :]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def drains_json(h: Harness, key: Key, app: str) -> list[dict]:
     r = h.ssh(key, "drains", "--app", app, "--json")
     assert r.returncode == 0, r.stderr
@@ -287,7 +256,7 @@ def test_a_dead_drain_blocks_nothing_and_counts_what_it_could_not_deliver(
     finally:
         assert platform.ssh(admin, "drains:remove", dead, "--app", app).returncode == 0
     for bad, message in [
-        ("https://logs.example.com", "only syslog://"),
+        ("ftp://logs.example.com", "unsupported drain"),
         ("syslog://nohost", "expected syslog://HOST:PORT"),
         (f"syslog://127.0.0.1:{platform.settings.etcd_port}", "platform's own port"),
     ]:
@@ -296,3 +265,42 @@ def test_a_dead_drain_blocks_nothing_and_counts_what_it_could_not_deliver(
     r = platform.ssh(admin, "drains:remove", dead, "--app", app)
     assert r.returncode == 1 and "no drain" in r.stderr
     assert drains_json(platform, admin, app) == []
+
+
+@pytest.mark.parametrize("kind", ["syslog+tls", "https"])
+def test_a_tls_drain_verifies_the_server_and_gets_the_lines_in_order(
+    platform: Harness, admin: Key, app: str, kind: str, tmp_path: Path
+) -> None:
+    """syslog over TLS and HTTPS (logplex batches): the server's certificate is checked against the
+    operator's drain CA bundle (the harness's), the lines arrive in order with their source."""
+    context = server_context(platform.drain_ca, tmp_path)
+    server: SyslogServer | LogplexServer
+    if kind == "https":
+        server = LogplexServer(context)
+        url = f"https://drain:s3cr%40t@localhost:{server.port}/ingest?app={app}"
+    else:
+        server = SyslogServer(context)
+        url = f"syslog+tls://localhost:{server.port}"
+    try:
+        r = platform.ssh(admin, "drains:add", url, "--app", app)
+        assert r.returncode == 0, r.stderr
+        assert "s3cr" not in r.stderr  # the password is not echoed (events are read by collaborators)
+        mark = unique("tls")
+        for k in range(20):
+            assert platform.get(app, f"/{mark}-{k}")[0] == 200
+        assert wait_for(lambda: sum(mark in m for m in server.messages) >= 20, timeout=10)
+        fields = [m.split(" ", 7) for m in server.messages if mark in m]
+        assert [f[7] for f in fields] == [f"GET /{mark}-{k}" for k in range(20)]
+        assert {(f[0], f[3], f[4]) for f in fields} == {("<14>1", app, "web.1")}
+        if isinstance(server, LogplexServer):
+            path, headers, _ = server.posts[-1]
+            assert path == f"/ingest?app={app}"
+            assert headers["Content-Type"] == "application/logplex-1"
+            assert headers["Authorization"] == "Basic ZHJhaW46czNjckB0"  # drain:s3cr@t
+            assert int(headers["Logplex-Msg-Count"]) == len(server.posts[-1][2])
+        assert "s3cr" not in "\n".join(logs(platform, admin, app, "--source", "deis"))
+        (d,) = drains_json(platform, admin, app)
+        assert d["delivered"] >= 20 and d["dropped"] == 0, d
+    finally:
+        assert platform.ssh(admin, "drains:remove", url, "--app", app).returncode == 0
+        server.close()
