@@ -38,6 +38,7 @@ from docker.models.containers import Container
 from core import dockercli
 from core.errors import DeployError, ServiceError
 from core.names import ContainerName
+from scheduler import quickack
 from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio
 
 LABEL_PLATFORM = "io.deis.platform"
@@ -266,6 +267,7 @@ class DockerBackend(Backend):
         self._client = client
         self._lock = threading.Lock()
         self._network: str | None = None
+        self._bridge = ""  # the app network's bridge on the host (scheduler.quickack)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -282,6 +284,8 @@ class DockerBackend(Backend):
         port = free_port() if spec.port is not None else None
         try:
             kw = run_kwargs(spec, self.platform, port, self.network())
+            if port is not None:
+                quickack.ensure(self._bridge)
             self._make_room(str(spec.name))
             self._ensure_image(spec.image)
             c = self.client.containers.run(**kw)
@@ -386,10 +390,10 @@ class DockerBackend(Backend):
                 return self._network
         name = network_name(self.platform)
         try:
-            self.client.networks.get(name)
+            net = self.client.networks.get(name)
         except docker.errors.NotFound:
             try:
-                self.client.networks.create(
+                net = self.client.networks.create(
                     name,
                     driver="bridge",
                     options=NETWORK_OPTIONS,
@@ -400,8 +404,11 @@ class DockerBackend(Backend):
                 if exc.status_code != 409:  # 409: another process made it first
                     why = exc.explanation or exc
                     raise ServiceError(f"could not make the app network {name}: {why}") from exc
+                net = self.client.networks.get(name)
+        options = (net.attrs or {}).get("Options") or {}
         with self._lock:
             self._network = name
+            self._bridge = options.get("com.docker.network.bridge.name") or f"br-{(net.id or '')[:12]}"
         return name
 
     def _remove(self, name: str) -> None:
