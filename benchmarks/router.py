@@ -1,6 +1,7 @@
 """Router benchmarks, each beside its baseline measured in the same run. 127.0.0.1 only, bounded.
 
     python benchmarks/router.py [--seconds 1] [--rounds 6] [--connections 16] [--procs 1] [--apps 10,100,1000]
+    python benchmarks/router.py --policy [--fresh 200]      # part 3 alone
 
 1. Proxy overhead: requests/s and p99 latency of a small response (GET /, 6 bytes) through the
    router's nginx vs straight to the backend, same client, same backend. Two backends: a small
@@ -12,6 +13,15 @@
    app holding its own certificate; and, for comparison, `nginx -t` of the whole config (what
    checking each candidate among all the others costs). Target: <= 0.5 s at 1,000 apps.
 
+3. Upstream connection policy (`--policy`): two apps in a network namespace behind a veth (as app
+   containers sit behind their bridge): Python's `http.server` with HTTP/1.1 (head and body in two
+   writes, Nagle on) and the asyncio server (TCP_NODELAY, as asyncio sets it). For each: p50/p99 of
+   requests on fresh client connections and requests/s of kept-alive clients, direct and through
+   the router with pooled upstream connections (keepalive), pooled plus `quickack` on the route to
+   the apps (what scheduler.quickack does to the app network's route), and a fresh upstream
+   connection per request (no keepalive). Target: the router adds <= 1 ms p50 for both apps and
+   keeps the nodelay app's requests/s.
+
 The client is Python (asyncio, keep-alive, several processes); on a small machine it is often the
 bottleneck, which the report says when direct and proxied are both capped by it.
 """
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -29,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,6 +50,7 @@ from core.settings import Settings
 from routerconf import Router, tls
 from routerconf.render import render_app
 from routerconf.site import Site
+from scheduler import quickack
 
 BODY = b"hello\n"
 
@@ -50,7 +62,7 @@ def free_port() -> int:
 
 
 # -- backends ----------------------------------------------------------------------------------------
-def _python_backend(port: int) -> None:
+def _python_backend(port: int, host: str = "127.0.0.1") -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\n" + BODY
         try:
@@ -66,11 +78,30 @@ def _python_backend(port: int) -> None:
         writer.close()
 
     async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        server = await asyncio.start_server(handle, host, port, backlog=1024)
         async with server:
             await server.serve_forever()
 
     asyncio.run(main())
+
+
+def _nagle_backend(host: str, port: int) -> None:
+    """Python's http.server speaking HTTP/1.1: head and body in two writes, Nagle on."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    http.server.ThreadingHTTPServer((host, port), Handler).serve_forever()
 
 
 def start_python_backend() -> tuple[int, mp.Process]:
@@ -100,11 +131,11 @@ def start_nginx_backend(root: Path) -> tuple[int, int]:
     return port, int((root / "nginx.pid").read_text())
 
 
-def _wait_port(port: int, timeout: float = 10) -> None:
+def _wait_port(port: int, timeout: float = 10, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            socket.create_connection((host, port), timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.02)
@@ -112,7 +143,9 @@ def _wait_port(port: int, timeout: float = 10) -> None:
 
 
 # -- the client --------------------------------------------------------------------------------------
-async def _client(port: int, host: str, connections: int, seconds: float) -> tuple[int, list[float]]:
+async def _client(
+    port: int, host: str, connections: int, seconds: float, addr: str = "127.0.0.1"
+) -> tuple[int, list[float]]:
     request = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
     latencies: list[float] = []
     errors = 0
@@ -120,7 +153,7 @@ async def _client(port: int, host: str, connections: int, seconds: float) -> tup
 
     async def one() -> None:
         nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection(addr, port)
         try:
             while time.monotonic() < stop:
                 t = time.perf_counter()
@@ -130,7 +163,7 @@ async def _client(port: int, host: str, connections: int, seconds: float) -> tup
                 except (asyncio.IncompleteReadError, ConnectionError):
                     # the server closed a kept-alive connection (nginx: keepalive_requests): reconnect
                     writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    reader, writer = await asyncio.open_connection(addr, port)
                     continue
                 length, close = 0, False
                 for line in head.split(b"\r\n"):
@@ -145,7 +178,7 @@ async def _client(port: int, host: str, connections: int, seconds: float) -> tup
                     errors += 1
                 if close:
                     writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    reader, writer = await asyncio.open_connection(addr, port)
         finally:
             writer.close()
 
@@ -153,15 +186,19 @@ async def _client(port: int, host: str, connections: int, seconds: float) -> tup
     return errors, latencies
 
 
-def _client_proc(port: int, host: str, connections: int, seconds: float, q: mp.Queue) -> None:
-    q.put(asyncio.run(_client(port, host, connections, seconds)))
+def _client_proc(port: int, host: str, connections: int, seconds: float, q: mp.Queue, addr: str) -> None:
+    q.put(asyncio.run(_client(port, host, connections, seconds, addr)))
 
 
-def load(port: int, host: str, connections: int, seconds: float, procs: int) -> tuple[float, float, int]:
+def load(
+    port: int, host: str, connections: int, seconds: float, procs: int, addr: str = "127.0.0.1"
+) -> tuple[float, float, int]:
     """(requests/s, p99 ms, errors) with `procs` client processes sharing `connections`."""
     q: mp.Queue = mp.Queue()
     per = max(1, connections // procs)
-    workers = [mp.Process(target=_client_proc, args=(port, host, per, seconds, q)) for _ in range(procs)]
+    workers = [
+        mp.Process(target=_client_proc, args=(port, host, per, seconds, q, addr)) for _ in range(procs)
+    ]
     for w in workers:
         w.start()
     results = [q.get(timeout=seconds + 60) for _ in workers]
@@ -303,6 +340,124 @@ def publish_times(n: int, root: Path, with_certs: bool, repeat: int = 5) -> dict
         router.stop()
 
 
+# -- part 3 ------------------------------------------------------------------------------------------
+NS_NET = "10.254.77"  # a /30 for the benchmark's veth: host .1, the apps' namespace .2
+
+
+@contextlib.contextmanager
+def app_namespace() -> Iterator[tuple[str, str]]:
+    """(namespace, host-side veth) with the apps' address NS_NET.2 reachable from the host."""
+    ns, host_if, ns_if = f"deisbench{os.getpid()}", f"dbh{os.getpid()}"[:15], f"dbn{os.getpid()}"[:15]
+    steps = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+        ["ip", "link", "set", ns_if, "netns", ns],
+        ["ip", "addr", "add", f"{NS_NET}.1/30", "dev", host_if],
+        ["ip", "link", "set", host_if, "up"],
+        ["ip", "-n", ns, "addr", "add", f"{NS_NET}.2/30", "dev", ns_if],
+        ["ip", "-n", ns, "link", "set", ns_if, "up"],
+        ["ip", "-n", ns, "link", "set", "lo", "up"],
+    ]
+    try:
+        for argv in steps:
+            subprocess.run(argv, check=True, capture_output=True)
+        yield ns, host_if
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def set_quickack(host_if: str, on: bool) -> None:
+    route = {"dst": f"{NS_NET}.0/30", "scope": "link", "prefsrc": f"{NS_NET}.1"}
+    argv = quickack.change_argv(route, host_if)
+    subprocess.run([*argv[:-1], "1" if on else "0"], check=True, capture_output=True)
+
+
+def fresh_latency(addr: str, port: int, host: str, n: int) -> tuple[float, float]:
+    """(p50, p99) ms of `n` requests, each on a new client connection."""
+    request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        with socket.create_connection((addr, port), timeout=5) as c:
+            c.sendall(request)
+            while c.recv(65536):
+                pass
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return times[len(times) // 2], times[max(0, int(len(times) * 0.99) - 1)]
+
+
+POLICIES = ["direct", "keepalive", "keepalive+quickack", "no keepalive"]
+
+
+def use_policy(router: Router, host_if: str, app: str, endpoint: str, policy: str) -> tuple[str, int, str]:
+    """Set the route and the app's upstream for `policy`; (address, port, Host) to send requests to."""
+    set_quickack(host_if, policy == "keepalive+quickack")
+    if policy == "direct":
+        addr, _, port = endpoint.partition(":")
+        return addr, int(port), "x"
+    router.publish(app, [endpoint])
+    if policy == "no keepalive":
+        conf = router.apps_dir / f"{app}.conf"
+        conf.write_text(conf.read_text().replace("    keepalive 64;\n", ""))
+        router.reload()
+    return "127.0.0.1", router.settings.http_port, f"{app}.localhost"
+
+
+def upstream_policy(args: argparse.Namespace, root: Path) -> None:
+    settings = Settings(state_dir=root / "policy", http_port=free_port(), https_port=free_port())
+    router = Router(settings)
+    addr = f"{NS_NET}.2"
+    with app_namespace() as (ns, host_if):
+        ports = {"nagle": free_port(), "nodelay": free_port()}
+        me = [sys.executable, str(Path(__file__).resolve())]
+        backends = [
+            subprocess.Popen(["ip", "netns", "exec", ns, *me, "--serve", kind, "--serve-port", str(port)])
+            for kind, port in ports.items()
+        ]
+        try:
+            for port in ports.values():
+                _wait_port(port, host=addr)
+            router.start()
+            print(
+                f"upstream policy: apps behind a veth; {args.fresh} fresh-connection requests, then"
+                f" {args.connections} kept-alive connections for {args.seconds:.1f} s"
+                f" x {args.rounds} per cell;"
+                f" load average {os.getloadavg()[0]:.1f}"
+            )
+            print(f"  {'app':8} {'path':22} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>8}")
+            for app, port in ports.items():
+                lat: dict[str, tuple[float, float]] = {}
+                rps: dict[str, list[float]] = {policy: [] for policy in POLICIES}
+                for k in range(args.rounds):  # interleaved rounds: each policy sees the same background load
+                    for policy in POLICIES[k % 4 :] + POLICIES[: k % 4]:
+                        target = use_policy(router, host_if, app, f"{addr}:{port}", policy)
+                        if k == 0:
+                            fresh_latency(*target, n=20)  # warm up
+                            lat[policy] = fresh_latency(*target, n=args.fresh)
+                        rps[policy].append(
+                            load(target[1], target[2], args.connections, args.seconds, args.procs, target[0])[
+                                0
+                            ]
+                        )
+                med = {policy: statistics.median(v) for policy, v in rps.items()}
+                for policy in POLICIES:
+                    p50, p99 = lat[policy]
+                    print(f"  {app:8} {policy:22} {p50:7.2f} {p99:7.2f} {med[policy]:8.0f}")
+                added = lat[POLICIES[2]][0] - lat["direct"][0]
+                print(
+                    f"  {app:8} with quickack the router adds {added:+.2f} ms p50;"
+                    f" req/s {med[POLICIES[2]] / med['keepalive'] * 100:.0f}% of keepalive without it,"
+                    f" {med[POLICIES[2]] / med['direct'] * 100:.0f}% of direct"
+                )
+        finally:
+            router.stop()
+            for b in backends:
+                b.terminate()
+                b.wait(10)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=1.0, help="one round on one side")
@@ -311,9 +466,22 @@ def main() -> int:
     p.add_argument("--procs", type=int, default=1)
     p.add_argument("--apps", default="10,100,1000")
     p.add_argument("--skip-load", action="store_true")
+    p.add_argument("--policy", action="store_true", help="only part 3 (needs root: a network namespace)")
+    p.add_argument("--fresh", type=int, default=200, help="part 3: fresh-connection requests per cell")
+    p.add_argument("--serve", choices=("nagle", "nodelay"), help=argparse.SUPPRESS)  # part 3's apps
+    p.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.serve:
+        host = f"{NS_NET}.2"
+        _nagle_backend(host, args.serve_port) if args.serve == "nagle" else _python_backend(
+            args.serve_port, host
+        )
+        return 0
     with tempfile.TemporaryDirectory(prefix="deis-bench-router-") as tmp:
         root = Path(tmp)
+        if args.policy:
+            upstream_policy(args, root)
+            return 0
         if not args.skip_load:
             proxy_overhead(args, root)
         print("publish one app (render + nginx -t of the candidate + reload + new workers), 5 runs:")
