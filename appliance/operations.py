@@ -15,6 +15,7 @@ from core.errors import NotFound, ValidationError
 from core.output import Output
 from core.records import Release
 from releaser import apps, domains, events, releases
+from releaser.metricstore import MetricStore
 from scheduler import rollout
 from scheduler.base import Instance, LogStream, ProcessSpec, Stdio
 
@@ -237,6 +238,7 @@ def destroy(p: Platform, app: str, out: Output, forget_source: Callable[[str], N
     domains.forget_app(p.store, app)
     apps.destroy_app(p.store, app)
     p.logs.forget(app)
+    MetricStore(p.settings.metrics_dir).remove(app)
     p.drains.refresh(app)  # its drains went with its state
-    out.detail("repository, logs and state removed")
+    out.detail("repository, logs, metrics and state removed")
     out.step(f"done, {app} destroyed")

@@ -188,6 +188,11 @@ class Settings:
         return self.state_dir / "app-logs"
 
     @property
+    def metrics_dir(self) -> Path:
+        """The apps' request metrics (releaser.metricstore), rolled up per minute."""
+        return self.state_dir / "metrics"
+
+    @property
     def host_key(self) -> Path:
         return self.state_dir / "ssh_host_ed25519_key"
 

@@ -182,7 +182,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Output) -> int
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    from appliance import collector, reconciler
+    from appliance import collector, metrics, reconciler
     from appliance.platform import Platform
     from gitserver.server import serve
 
@@ -191,12 +191,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     platform = Platform.from_settings(settings)  # the one this process shares: commands, hooks, reconciler
     # The collector first: it must hear of every container the reconciler removes.
     stop_logs = collector.start_thread(platform)
+    stop_metrics = metrics.start_thread(platform)
     stop = reconciler.start_thread(platform)
     try:
         asyncio.run(serve(platform))
     finally:
         stop.set()
         stop_logs.set()
+        stop_metrics.set()
         platform.logs.close()  # what is buffered goes to disk
     return 0
 

@@ -205,6 +205,15 @@ class Router:
             # nginx has reloaded without the app: nothing writes its access log any more.
             (self.logs / f"{app}.access.log").unlink(missing_ok=True)
 
+    def reopen_logs(self) -> bool:
+        """Make nginx reopen its log files (after one was renamed away); False if it is not running."""
+        with self._locked():
+            pid = self._pid()
+            if pid is None:
+                return False
+            os.kill(pid, signal.SIGUSR1)
+            return True
+
     def reload(self) -> None:
         """Check the live config and make nginx load it; nothing to do if nginx is not running."""
         with self._locked():

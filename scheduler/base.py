@@ -98,6 +98,15 @@ class EventStream(Protocol):
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What a running instance uses now."""
+
+    cpu: float  # cores (0.5: half of one core), averaged over the backend's last sample
+    memory: int  # bytes in use, the page cache it could give back not counted
+    memory_limit: int | None = None
+
+
+@dataclass(frozen=True)
 class Stdio:
     """Where a one-off instance's standard streams go: open file descriptors the caller owns."""
 
@@ -151,6 +160,10 @@ class Backend(ABC):
     def events(self) -> EventStream:
         """This platform's instance events from now on: every event that happens after `events()`
         returns is in the stream, in order (one stream per caller; close it when done)."""
+
+    @abstractmethod
+    def usage(self, instances: list[Instance]) -> dict[str, Usage]:
+        """CPU and memory of each running instance of `instances`, by id (a gone one is left out)."""
 
     # -- conveniences, in terms of the above; backends may answer them faster --------------------
     def inspect(self, ref: str) -> Instance | None:

@@ -38,8 +38,8 @@ from docker.models.containers import Container
 from core import dockercli
 from core.errors import DeployError, ServiceError
 from core.names import ContainerName
-from scheduler import quickack
-from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio
+from scheduler import dockerstats, quickack
+from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio, Usage
 
 LABEL_PLATFORM = "io.deis.platform"
 LABEL_APP = "io.deis.app"
@@ -414,6 +414,15 @@ class DockerBackend(Backend):
     def _remove(self, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             self.client.api.remove_container(name, force=True)
+
+    def usage(self, instances: list[Instance]) -> dict[str, Usage]:
+        def fetch(ref: str) -> dict[str, Any] | None:
+            try:
+                return dict(self.client.api.stats(ref, stream=False))
+            except (docker.errors.APIError, requests.exceptions.RequestException):
+                return None
+
+        return dockerstats.usage(fetch, instances)
 
     # -- faster answers ----------------------------------------------------------------------
     def inspect(self, ref: str) -> Instance | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from core.errors import DeployError
-from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio
+from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio, Usage
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,12 @@ class MemoryBackend(Backend):
         with self._changed:
             rec = self._records.get(instance.id)
             return rec is not None and self._state(rec) == "running" and self.program(rec.spec.image).listens
+
+    def usage(self, instances: list[Instance]) -> dict[str, Usage]:
+        """A program here does no work: nothing but its limit to report."""
+        with self._changed:
+            recs = [self._records.get(i.id) for i in instances]
+            return {r.id: Usage(0.0, 0, r.spec.memory) for r in recs if r and self._state(r) == "running"}
 
     def logs(
         self, ref: str, *, tail: int | None = None, follow: bool = False, since: float | None = None

@@ -9,7 +9,8 @@ limits    limits, limits:set, limits:unset
 tags      tags, tags:set, tags:unset
 ps        ps, ps:scale (scale), ps:restart
 logs      logs [-n N] [-f] [--type T] [--source S] [--release vN] [--since AGE] [--grep TEXT]
-drains    drains, drains:add, drains:remove (syslog over TCP)
+drains    drains, drains:add, drains:remove (syslog over TCP or TLS, HTTPS)
+metrics   metrics [--since AGE] [--prometheus]: requests and containers
 run       run [--] CMD...: a one-off container, attached
 domains   domains:*, certs:*, router:* (what the router serves for an app)
 keys      keys:add, keys:list, keys:remove
@@ -27,6 +28,7 @@ from gitserver.commands import (  # noqa: F401 - registers the commands
     keys,
     limits,
     logs,
+    metrics,
     perms,
     ps,
     releases,

@@ -170,6 +170,7 @@ TABLE: dict[str, tuple[Run, dict[str, str]]] = {
     "ps:scale": (_app_cmd("ps:scale", "cmd=1"), APP_USERS),
     "ps:restart": (_app_cmd("ps:restart"), APP_USERS),
     "logs": (_app_cmd("logs", "-n", "5"), APP_USERS),
+    "metrics": (_app_cmd("metrics"), APP_USERS),
     "drains": (_app_cmd("drains"), APP_USERS),
     "drains:add": (lambda w, r: w.ssh(r, "drains:add", _drain(r), "--app", w.app), APP_USERS),
     "drains:remove": (

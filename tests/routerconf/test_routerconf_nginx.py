@@ -124,7 +124,11 @@ def test_publish_routes_to_the_backend(
     assert "connection" not in seen  # empty Connection header: upstream keepalive
     # the Host header may carry the port
     assert http_get(settings.http_port, f"{HOST}:{settings.http_port}").body == "hello from backend\n"
-    assert (settings.nginx_dir / "logs" / "myapp.access.log").stat().st_size > 0
+    log = settings.nginx_dir / "logs" / "myapp.access.log"
+    deadline = time.monotonic() + 5  # the access log is buffered, flushed each second
+    while not (log.exists() and log.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.stat().st_size > 0
 
 
 def test_publish_returns_only_when_all_workers_are_new(router: Router, backend) -> None:

@@ -47,6 +47,9 @@ http {
                     '"$http_referer" "$http_user_agent" $request_time $upstream_addr '
                     '$upstream_status $upstream_response_time $request_id';
     access_log logs/access.log deis;
+    # Each app's servers log in this one (routerconf.accesslog; the metrics read it).
+    log_format deis_metrics '$msec\\t$status\\t$request_time\\t$upstream_response_time\\t'
+                            '$bytes_sent\\t$upstream_addr\\t$request_method\\t$uri';
 
     gzip on;
     gzip_comp_level 5;
@@ -117,7 +120,7 @@ upstream app_myapp {
 server {
     listen 80;
     server_name myapp.localhost;
-    access_log logs/myapp.access.log deis;
+    access_log logs/myapp.access.log deis_metrics buffer=64k flush=1s;
     set $deis_app myapp;
 
     location / {
@@ -140,7 +143,7 @@ APP_NO_ENDPOINTS = """\
 server {
     listen 8080;
     server_name my-app2.example.com;
-    access_log logs/my-app2.access.log deis;
+    access_log logs/my-app2.access.log deis_metrics buffer=64k flush=1s;
     set $deis_app my-app2;
     default_type text/plain;
     return 503 "my-app2 has no running web process\\n";

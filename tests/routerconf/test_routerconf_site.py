@@ -227,7 +227,7 @@ server {
     listen 80;
     listen 8443 ssl;
     server_name myapp.localhost other.org;
-    access_log logs/myapp.access.log deis;
+    access_log logs/myapp.access.log deis_metrics buffer=64k flush=1s;
     set $deis_app myapp;
     if ($scheme = http) {
         return 301 https://$host:8443$request_uri;
@@ -265,7 +265,7 @@ server {
     server_name *.example.com www.example.org;
     ssl_certificate CRT;
     ssl_certificate_key KEY;
-    access_log logs/myapp.access.log deis;
+    access_log logs/myapp.access.log deis_metrics buffer=64k flush=1s;
     set $deis_app myapp;
     if ($scheme = http) {
         return 301 https://$host:8443$request_uri;
