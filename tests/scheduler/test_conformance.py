@@ -277,3 +277,19 @@ def test_an_event_stream_sees_only_its_platform(setup: tuple[Backend, Programs])
             other.stop(inst.id, 0)
         forget_network(other)
     assert all(e.app != stranger.name.app for e in follower.seen)
+
+
+def test_usage_of_running_instances(setup: tuple[Backend, Programs]) -> None:
+    backend, programs = setup
+    app = app_name()
+    inst = backend.start(spec(app, programs.server, memory=256 * 2**20))
+    wait(lambda: backend.probe(backend.inspect(inst.id)))  # type: ignore[arg-type]
+    current = backend.inspect(inst.id)
+    assert current is not None
+    used = backend.usage([current])
+    assert used.keys() == {inst.id}
+    assert used[inst.id].cpu >= 0 and used[inst.id].memory >= 0
+    assert used[inst.id].memory_limit == 256 * 2**20
+    backend.stop(inst.id, 0)
+    assert backend.usage([current]) == {}  # a gone one is left out
+    assert backend.usage([]) == {}
