@@ -2,6 +2,7 @@
 
     python benchmarks/router.py [--seconds 1] [--rounds 6] [--connections 16] [--procs 1] [--apps 10,100,1000]
     python benchmarks/router.py --policy [--fresh 200]      # part 3 alone
+    python benchmarks/router.py --log-cost                  # part 4 alone
 
 1. Proxy overhead: requests/s and p99 latency of a small response (GET /, 6 bytes) through the
    router's nginx vs straight to the backend, same client, same backend. Two backends: a small
@@ -21,6 +22,9 @@
    the apps (what scheduler.quickack does to the app network's route), and a fresh upstream
    connection per request (no keepalive). Target: the router adds <= 1 ms p50 for both apps and
    keeps the nodelay app's requests/s.
+4. Access log cost (`--log-cost`): the fast backend through the router with the metrics' buffered
+   per-app access log, the unbuffered combined-format line it wrote before, and no log at all.
+   Target: the metrics' log costs <= 5 % of the router's requests/s.
 
 The client is Python (asyncio, keep-alive, several processes); on a small machine it is often the
 bottleneck, which the report says when direct and proxied are both capped by it.
@@ -458,6 +462,53 @@ def upstream_policy(args: argparse.Namespace, root: Path) -> None:
                 b.wait(10)
 
 
+# -- part 4 ------------------------------------------------------------------------------------------
+LOG_VARIANTS = {
+    "metrics (buffered)": None,  # what render_app writes
+    "combined, unbuffered": "    access_log logs/{app}.access.log deis;\n",  # what it wrote before
+    "off": "    access_log off;\n",
+}
+
+
+def access_log_cost(args: argparse.Namespace, root: Path) -> None:
+    """Requests/s through the router to the fast (nginx) backend with each access log, interleaved."""
+    settings = Settings(state_dir=root / "logcost", http_port=free_port(), https_port=free_port())
+    router = Router(settings)
+    port, pid = start_nginx_backend(root / "logcost-backend")
+    try:
+        router.start()
+        rps: dict[str, list[float]] = {v: [] for v in LOG_VARIANTS}
+        for k in range(args.rounds):
+            names = list(LOG_VARIANTS)
+            for variant in names[k % 3 :] + names[: k % 3]:
+                router.publish("ng", [f"127.0.0.1:{port}"])
+                line = LOG_VARIANTS[variant]
+                if line is not None:
+                    conf = router.apps_dir / "ng.conf"
+                    text = "".join(
+                        line.format(app="ng") if "access_log" in x else x
+                        for x in conf.read_text().splitlines(keepends=True)
+                    )
+                    conf.write_text(text)
+                    router.reload()
+                load(settings.http_port, "ng.localhost", args.connections, 0.3, args.procs)  # warm up
+                rps[variant].append(
+                    load(settings.http_port, "ng.localhost", args.connections, args.seconds, args.procs)[0]
+                )
+        print(
+            f"access log cost: nginx backend through the router, {args.rounds} interleaved rounds of {args.seconds:.1f} s"
+        )
+        off = statistics.median(rps["off"])
+        for variant, values in rps.items():
+            med = statistics.median(values)
+            print(
+                f"  {variant:22} {med:8.0f} req/s (median; {min(values):.0f}-{max(values):.0f})  {med / off * 100:5.1f}% of off"
+            )
+    finally:
+        router.stop()
+        os.kill(pid, signal.SIGQUIT)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=1.0, help="one round on one side")
@@ -467,6 +518,7 @@ def main() -> int:
     p.add_argument("--apps", default="10,100,1000")
     p.add_argument("--skip-load", action="store_true")
     p.add_argument("--policy", action="store_true", help="only part 3 (needs root: a network namespace)")
+    p.add_argument("--log-cost", action="store_true", help="only part 4: what the access log costs")
     p.add_argument("--fresh", type=int, default=200, help="part 3: fresh-connection requests per cell")
     p.add_argument("--serve", choices=("nagle", "nodelay"), help=argparse.SUPPRESS)  # part 3's apps
     p.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)
@@ -481,6 +533,9 @@ def main() -> int:
         root = Path(tmp)
         if args.policy:
             upstream_policy(args, root)
+            return 0
+        if args.log_cost:
+            access_log_cost(args, root)
             return 0
         if not args.skip_load:
             proxy_overhead(args, root)
