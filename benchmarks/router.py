@@ -496,14 +496,14 @@ def access_log_cost(args: argparse.Namespace, root: Path) -> None:
                     load(settings.http_port, "ng.localhost", args.connections, args.seconds, args.procs)[0]
                 )
         print(
-            f"access log cost: nginx backend through the router, {args.rounds} interleaved rounds of {args.seconds:.1f} s"
+            f"access log cost: nginx backend through the router, {args.rounds} interleaved rounds of"
+            f" {args.seconds:.1f} s; load average {os.getloadavg()[0]:.1f}"
         )
         off = statistics.median(rps["off"])
         for variant, values in rps.items():
             med = statistics.median(values)
-            print(
-                f"  {variant:22} {med:8.0f} req/s (median; {min(values):.0f}-{max(values):.0f})  {med / off * 100:5.1f}% of off"
-            )
+            spread = f"{min(values):.0f}-{max(values):.0f}"
+            print(f"  {variant:22} {med:8.0f} req/s (median; {spread})  {med / off * 100:5.1f}% of off")
     finally:
         router.stop()
         os.kill(pid, signal.SIGQUIT)
