@@ -75,21 +75,6 @@ def tls_context(settings: Settings | None) -> ssl.SSLContext:
     return context
 
 
-def own_ports(settings: Settings | None) -> frozenset[int]:
-    if settings is None:
-        return frozenset()
-    return frozenset(
-        (
-            settings.etcd_port,
-            settings.etcd_peer_port,
-            settings.registry_port,
-            settings.ssh_port,
-            settings.http_port,
-            settings.https_port,
-        )
-    )
-
-
 def connect(drain: drains.Drain, context: ssl.SSLContext, refused: frozenset[int]) -> socket.socket:
     """A connected (TLS-wrapped, for TLS kinds) socket to the drain; OSError if it cannot be reached
     or resolves to one of the platform's own loopback ports."""
@@ -191,7 +176,7 @@ class HttpTransport:
 
 def transport(drain: drains.Drain, settings: Settings | None) -> Transport:
     kind = SyslogTransport if drain.scheme in drains.SYSLOG_SCHEMES else HttpTransport
-    return kind(drain, tls_context(settings), own_ports(settings))
+    return kind(drain, tls_context(settings), drains.own_ports(settings) if settings else frozenset())
 
 
 @dataclass

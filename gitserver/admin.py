@@ -96,18 +96,24 @@ def restart_if_changed(settings: Settings, before: dict[str, object], out: Outpu
         processes.stop(service, settings, out)
 
 
+def _bundle_option(settings: Settings, args: argparse.Namespace, name: str, what: str) -> None:
+    """`--NAME FILE` sets the CA bundle setting NAME, `--no-NAME` clears it; bad input raises first."""
+    given = getattr(args, name)
+    bundle = check_ca_bundle(given, what) if given else None
+    if getattr(args, f"no_{name}"):
+        setattr(settings, name, None)
+    elif bundle is not None:
+        setattr(settings, name, bundle)
+
+
 def apply_build_options(settings: Settings, args: argparse.Namespace) -> None:
     """`--build-ca-bundle FILE` / `--no-build-ca-bundle`, `--build-env KEY=VALUE` (repeatable: the
     list given replaces the saved one) / `--no-build-env`. Bad input changes nothing."""
     try:
-        bundle = check_ca_bundle(args.build_ca_bundle) if args.build_ca_bundle else None
         env = parse_build_env(args.build_env or [])
+        _bundle_option(settings, args, "build_ca_bundle", "build")
     except ValueError as exc:
         raise ValidationError(str(exc)) from exc
-    if args.no_build_ca_bundle:
-        settings.build_ca_bundle = None
-    elif bundle is not None:
-        settings.build_ca_bundle = bundle
     if args.no_build_env:
         settings.build_env = ()
     elif args.build_env:
@@ -117,13 +123,9 @@ def apply_build_options(settings: Settings, args: argparse.Namespace) -> None:
 def apply_drain_options(settings: Settings, args: argparse.Namespace) -> None:
     """`--drain-ca-bundle FILE` / `--no-drain-ca-bundle`. Bad input changes nothing."""
     try:
-        bundle = check_ca_bundle(args.drain_ca_bundle, "drain") if args.drain_ca_bundle else None
+        _bundle_option(settings, args, "drain_ca_bundle", "drain")
     except ValueError as exc:
         raise ValidationError(str(exc)) from exc
-    if args.no_drain_ca_bundle:
-        settings.drain_ca_bundle = None
-    elif bundle is not None:
-        settings.drain_ca_bundle = bundle
 
 
 def seed_registry(settings: Settings, out: Output) -> None:

@@ -42,6 +42,20 @@ class Drain:
         return self.scheme in ("syslog+tls", "https")
 
 
+def own_ports(settings: Settings) -> frozenset[int]:
+    """The platform's own ports on this host, which no drain may point at."""
+    return frozenset(
+        (
+            settings.etcd_port,
+            settings.etcd_peer_port,
+            settings.registry_port,
+            settings.ssh_port,
+            settings.http_port,
+            settings.https_port,
+        )
+    )
+
+
 def parse(url: str, settings: Settings) -> Drain:
     """A drain URL, checked (see the module docstring for the kinds)."""
     if len(url) > MAX_URL or any(ord(c) < 33 or ord(c) == 127 for c in url):
@@ -65,15 +79,7 @@ def parse(url: str, settings: Settings) -> Drain:
             raise ValidationError(f"invalid drain URL {url!r}: expected {scheme}://HOST[:PORT]/PATH")
         port = port if port is not None else _DEFAULT_PORTS[scheme]
         canonical = url
-    own = {
-        settings.etcd_port,
-        settings.etcd_peer_port,
-        settings.registry_port,
-        settings.ssh_port,
-        settings.http_port,
-        settings.https_port,
-    }
-    if parts.hostname in _LOCAL and port in own:
+    if parts.hostname in _LOCAL and port in own_ports(settings):
         raise ValidationError(f"a drain may not point at the platform's own port {port}")
     return Drain(canonical, parts.hostname, port, scheme)
 

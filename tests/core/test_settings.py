@@ -10,7 +10,7 @@ import pytest
 from core import settings as settings_mod
 from core.errors import ValidationError
 from core.settings import Settings, check_ca_bundle, parse_build_env
-from gitserver.admin import apply_build_options
+from gitserver.admin import apply_build_options, apply_drain_options
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -97,3 +97,21 @@ def test_up_options_bad_input_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="invalid build env"):
         apply_build_options(s, _args(build_env=["A=1", "bad"]))
     assert (s.build_ca_bundle, s.build_env) == (None, ("OLD=1",))
+
+
+def test_drain_ca_bundle_option(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(PEM)
+    s = Settings(state_dir=tmp_path)
+    assert s.drain_ca_bundle is None
+    apply_drain_options(s, argparse.Namespace(drain_ca_bundle=str(bundle), no_drain_ca_bundle=False))
+    assert s.drain_ca_bundle == bundle
+    s.save()
+    assert Settings.load(tmp_path).drain_ca_bundle == bundle
+    with pytest.raises(ValidationError, match="cannot read the drain CA bundle"):
+        apply_drain_options(
+            s, argparse.Namespace(drain_ca_bundle=str(tmp_path / "no"), no_drain_ca_bundle=False)
+        )
+    assert s.drain_ca_bundle == bundle
+    apply_drain_options(s, argparse.Namespace(drain_ca_bundle=None, no_drain_ca_bundle=True))
+    assert s.drain_ca_bundle is None
