@@ -176,7 +176,11 @@ def publish(p: Platform, app: str, endpoints: list[str]) -> None:
     """
     state = domains.site(p.store, app)
     cert = Cert(str(state.cert["chain"]), str(state.cert["key"])) if state.cert else None
-    p.router.publish(app, endpoints, Site(domains=tuple(state.domains), cert=cert, options=state.options))
+    p.router.publish(
+        app,
+        endpoints,
+        Site(domains=tuple(state.domains), cert=cert, options=state.options, challenges=state.challenges),
+    )
     apps.set_routes(p.store, app, endpoints)
 
 

@@ -38,6 +38,8 @@ class Platform:
         self._logs: LogStore | None = None
         self._drains: Forwarder | None = None
         self._lock = threading.Lock()
+        # Set to make the certs:auto loop (appliance.acme) look at once (a domain was added).
+        self.acme_wake = threading.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None) -> Platform:

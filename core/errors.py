@@ -10,6 +10,7 @@
     ├── DeployError           the new release could not be brought up; the old one keeps serving
     │   └── HealthCheckFailed
     ├── RouterError           nginx refused the rendered config
+    ├── AcmeError             the ACME server refused, a challenge failed: the old certificate stays
     └── ServiceError          a backing service (etcd, docker, registry, nginx) failed or is unreachable
         └── StoreUnavailable  etcd does not answer: "try again shortly"
 
@@ -64,6 +65,10 @@ class HealthCheckFailed(DeployError):
 
 
 class RouterError(DeisError):
+    pass
+
+
+class AcmeError(DeisError):
     pass
 
 

@@ -59,10 +59,10 @@ def check_ca_bundle(path: str | os.PathLike[str], what: str = "build") -> Path:
 
 # Under the state dir, readable by root only: etcd's data (config, keys, certificates), the
 # registry's images, the apps' repositories and build caches, logs, sockets and pidfiles.
-PRIVATE_DIRS = ("etcd", "registry", "repos", "cache", "builds", "log", "run", "buildah")
+PRIVATE_DIRS = ("etcd", "registry", "repos", "cache", "builds", "log", "run", "buildah", "acme")
 
 # Optional file settings: a Path or None (saved as a string or null).
-_PATHS = ("build_ca_bundle", "drain_ca_bundle")
+_PATHS = ("build_ca_bundle", "drain_ca_bundle", "acme_ca_bundle")
 
 # field name -> environment variable
 _ENV = {
@@ -86,6 +86,13 @@ _ENV = {
     "build_ca_bundle": "DEIS_BUILD_CA_BUNDLE",
     "build_env": "DEIS_BUILD_ENV",
     "drain_ca_bundle": "DEIS_DRAIN_CA_BUNDLE",
+    "acme_directory": "DEIS_ACME_DIRECTORY",
+    "acme_email": "DEIS_ACME_EMAIL",
+    "acme_ca_bundle": "DEIS_ACME_CA_BUNDLE",
+    "acme_renew_before": "DEIS_ACME_RENEW_BEFORE",
+    "acme_check_interval": "DEIS_ACME_CHECK_INTERVAL",
+    "acme_retry_min": "DEIS_ACME_RETRY_MIN",
+    "acme_retry_max": "DEIS_ACME_RETRY_MAX",
     "max_scale_per_type": "DEIS_MAX_SCALE_PER_TYPE",
     "max_scale_per_app": "DEIS_MAX_SCALE_PER_APP",
     "router_app_connections": "DEIS_ROUTER_APP_CONNECTIONS",
@@ -136,6 +143,17 @@ class Settings:
     build_env: tuple[str, ...] = ()
     # CAs that TLS log drains (syslog+tls://, https://) are trusted by, beside the system's own.
     drain_ca_bundle: Path | None = None
+    # Automatic TLS (certs:auto): the ACME directory (Let's Encrypt's production one by default), the
+    # account's contact, and the CA that signs the ACME server's own HTTPS (None: the system's CAs).
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str = ""
+    acme_ca_bundle: Path | None = None
+    # Seconds before expiry a certificate is renewed; how often the loop looks; the backoff after a
+    # failed issuance (doubling from the first to at most the second).
+    acme_renew_before: float = 30 * 86400.0
+    acme_check_interval: float = 3600.0
+    acme_retry_min: float = 300.0
+    acme_retry_max: float = 86400.0
     # What the log store keeps per app (`logs`): the last lines, at most this many and this many bytes.
     log_lines: int = 10_000
     log_bytes: int = 20_000_000
@@ -191,6 +209,11 @@ class Settings:
     def metrics_dir(self) -> Path:
         """The apps' request metrics (releaser.metricstore), rolled up per minute."""
         return self.state_dir / "metrics"
+
+    @property
+    def acme_account(self) -> Path:
+        """The ACME account's key and registration (root only, like etcd's data)."""
+        return self.state_dir / "acme" / "account.json"
 
     @property
     def host_key(self) -> Path:

@@ -2,6 +2,7 @@
 
 deis up [--state-dir DIR] [--ssh-port N] [--http-port N] [--domain D] ...   bring everything up
         [--build-ca-bundle FILE | --no-build-ca-bundle] [--build-env KEY=VALUE ... | --no-build-env]
+        [--acme-directory URL] [--acme-email EMAIL] [--acme-ca-bundle FILE] [--acme-renew-days N]
 deis down                                                                   stop what `up` started
 deis status
 deis keys:add NAME [--admin] < key.pub                                      register a user's key
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import shutil
 import socket
 import sys
@@ -28,6 +30,9 @@ from core.output import Output
 from core.settings import Settings, check_ca_bundle, parse_build_env
 from releaser import apps
 from releaser.store import Store
+
+ACME_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[!-~]*)?")
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
 
 
 def appliance_service(settings: Settings) -> processes.Service:
@@ -65,6 +70,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
             setattr(settings, name, type(getattr(settings, name))(value))
     apply_build_options(settings, args)
     apply_drain_options(settings, args)
+    apply_acme_options(settings, args)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.save()
     out.step(f"Bringing the platform up (state in {settings.state_dir})")
@@ -128,6 +134,33 @@ def apply_drain_options(settings: Settings, args: argparse.Namespace) -> None:
         raise ValidationError(str(exc)) from exc
 
 
+def apply_acme_options(settings: Settings, args: argparse.Namespace) -> None:
+    """`--acme-directory URL`, `--acme-email EMAIL`, `--acme-ca-bundle FILE` / `--no-acme-ca-bundle`,
+    `--acme-renew-days N`. Bad input changes nothing."""
+    directory, email = args.acme_directory, args.acme_email
+    if directory is not None and not ACME_URL.fullmatch(directory):
+        raise ValidationError(f"--acme-directory must be an https:// URL, not {directory!r}")
+    if email is not None and email != "" and not EMAIL.fullmatch(email):
+        raise ValidationError(f"--acme-email must be an address like ops@example.com, not {email!r}")
+    days = args.acme_renew_days
+    if days is not None and not 0 < days <= 365:
+        raise ValidationError("--acme-renew-days must be between 1 and 365")
+    try:
+        bundle = check_ca_bundle(args.acme_ca_bundle, "ACME") if args.acme_ca_bundle else None
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+    if directory is not None:
+        settings.acme_directory = directory
+    if email is not None:
+        settings.acme_email = email
+    if days is not None:
+        settings.acme_renew_before = days * 86400.0
+    if args.no_acme_ca_bundle:
+        settings.acme_ca_bundle = None
+    elif bundle is not None:
+        settings.acme_ca_bundle = bundle
+
+
 def seed_registry(settings: Settings, out: Output) -> None:
     """Put the base images of every app image (the stack, the slug runner) in the registry once, so
     an app's push uploads only its own layers."""
@@ -184,7 +217,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Output) -> int
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    from appliance import collector, metrics, reconciler
+    from appliance import acme, collector, metrics, reconciler
     from appliance.platform import Platform
     from gitserver.server import serve
 
@@ -195,9 +228,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     stop_logs = collector.start_thread(platform)
     stop_metrics = metrics.start_thread(platform)
     stop = reconciler.start_thread(platform)
+    stop_acme = acme.start_thread(platform)
     try:
         asyncio.run(serve(platform))
     finally:
+        stop_acme.set()
+        platform.acme_wake.set()
         stop.set()
         stop_logs.set()
         stop_metrics.set()
@@ -286,6 +322,22 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--no-drain-ca-bundle", action="store_true", help="TLS drains trust the system's CAs only"
+    )
+    up.add_argument(
+        "--acme-directory",
+        metavar="URL",
+        help="ACME directory for certs:auto (default: Let's Encrypt's production one)",
+    )
+    up.add_argument("--acme-email", metavar="EMAIL", help="contact address of the platform's ACME account")
+    up.add_argument(
+        "--acme-ca-bundle", metavar="FILE", help="PEM bundle that signs the ACME server's HTTPS (a test CA)"
+    )
+    up.add_argument("--no-acme-ca-bundle", action="store_true", help="trust the system's CAs for ACME")
+    up.add_argument(
+        "--acme-renew-days",
+        type=int,
+        metavar="N",
+        help="renew automatic certificates N days before expiry (30)",
     )
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what up started").set_defaults(func=cmd_down)

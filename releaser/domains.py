@@ -5,6 +5,9 @@
     apps/APP/cert             {"chain": PEM, "key": PEM, "names": [...], "not_after": ts,
                                "fingerprint": "AB:CD:..", "subject": "...", "by": USER, "created": ts}
     apps/APP/router           {"body_size": "10m", ...}   (validated by routerconf.site.check_option)
+    apps/APP/acme             {"by": USER, "since": ts, "failures": n, "next_try": ts, "error": "..."}
+                              certs:auto is on (absent: off); the renewal loop's backoff state
+    apps/APP/challenges       {TOKEN: KEY_AUTHORIZATION}   pending ACME HTTP-01 answers (the router's)
 
 KEY is the domain with `*` written as `_` (a character no hostname has), so `*.example.com` and
 `example.com` are different keys. Values are checked by the callers (routerconf.site, routerconf.tls);
@@ -35,6 +38,7 @@ class SiteState:
     domains: list[str] = field(default_factory=list)
     cert: dict[str, Any] | None = None
     options: dict[str, str] = field(default_factory=dict)
+    challenges: dict[str, str] = field(default_factory=dict)
 
 
 def _key(domain: str) -> str:
@@ -122,9 +126,39 @@ def set_options(store: Store, app: str, options: dict[str, str]) -> None:
         store.delete(f"apps/{app}/router")
 
 
+# -- automatic certificates (certs:auto) --------------------------------------------------------
+def get_acme(store: Store, app: str) -> dict[str, Any] | None:
+    data = store.get(f"apps/{app}/acme")
+    return data if isinstance(data, dict) else None
+
+
+def set_acme(store: Store, app: str, state: dict[str, Any] | None) -> None:
+    if state is None:
+        store.delete(f"apps/{app}/acme")
+    else:
+        store.put(f"apps/{app}/acme", state)
+
+
+def acme_apps(store: Store) -> list[str]:
+    """The apps with certs:auto on."""
+    return sorted(name for name in store.children("apps") if get_acme(store, name) is not None)
+
+
+def get_challenges(store: Store, app: str) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (store.get(f"apps/{app}/challenges") or {}).items()}
+
+
+def set_challenges(store: Store, app: str, challenges: dict[str, str]) -> None:
+    if challenges:
+        store.put(f"apps/{app}/challenges", dict(challenges))
+    else:
+        store.delete(f"apps/{app}/challenges")
+
+
 def site(store: Store, app: str) -> SiteState:
     return SiteState(
         domains=[d.domain for d in list_domains(store, app)],
         cert=get_cert(store, app),
         options=get_options(store, app),
+        challenges=get_challenges(store, app),
     )

@@ -22,7 +22,15 @@ from core.errors import DeisError, RouterError
 from core.names import check_app
 from core.settings import Settings
 from routerconf import tls
-from routerconf.site import Cert, Site, check_options, clamp_stored
+from routerconf.site import (
+    CHALLENGE_PATH,
+    KEY_AUTH_RE,
+    Cert,
+    Site,
+    check_challenge,
+    check_options,
+    clamp_stored,
+)
 from routerconf.site import check_domain as check_domain_custom
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
@@ -55,8 +63,15 @@ class _Auto:
 AUTO: Final = _Auto()
 
 
+class _KeyAuth(str):
+    """An ACME key authorization, checked (site.check_challenge): base64url, a dot, base64url. It may
+    start with `-`, which SAFE_RE refuses, and is only ever printed inside double quotes."""
+
+
 def _finalize(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, _KeyAuth) and KEY_AUTH_RE.fullmatch(value):
         return value
     if isinstance(value, str) and SAFE_RE.fullmatch(value):
         return value
@@ -159,7 +174,9 @@ def render_app(
 
     One server answers APP.DOMAIN and the custom domains its certificate does not cover (over https
     with the platform certificate); if the app has a certificate, a second server answers the
-    domains it covers, with it. `site.options` (router settings) apply to both."""
+    domains it covers, with it. `site.options` (router settings) apply to both. Pending ACME
+    challenges (`site.challenges`) are answered by nginx itself in both, before anything else (https
+    redirects, allow lists, maintenance): the app never sees those paths."""
     check_app(app)
     site = site or Site()
     unique: list[str] = []
@@ -179,8 +196,13 @@ def render_app(
     if cert is not None and covered:
         servers.append({"names": covered, "cert": cert_files(app, cert)})
     hsts = options.get("hsts", "false")
+    challenges = [
+        (CHALLENGE_PATH + token, _KeyAuth(key_auth))
+        for token, key_auth in (check_challenge(t, k) for t, k in sorted(site.challenges.items()))
+    ]
     return _env.get_template("app.conf.j2").render(
         app=app,
+        challenges=challenges,
         endpoints=unique,
         http_port=check_port(http_port),
         https_port=https_port,

@@ -35,11 +35,30 @@ class Cert:
     key: str
 
 
+# ACME HTTP-01 (RFC 8555 8.3): a token is base64url; its key authorization is TOKEN.THUMBPRINT.
+TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+KEY_AUTH_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_-]{1,128}")
+CHALLENGE_PATH: Final = "/.well-known/acme-challenge/"
+
+
 @dataclass(frozen=True)
 class Site:
     domains: tuple[str, ...] = ()
     cert: Cert | None = None
     options: dict[str, str] = field(default_factory=dict)
+    # Pending ACME HTTP-01 challenges, {token: key authorization}: the router answers exactly these.
+    challenges: dict[str, str] = field(default_factory=dict)
+
+
+def check_challenge(token: str, key_auth: str) -> tuple[str, str]:
+    """A pending challenge as the router serves it; ValidationError if either part is malformed."""
+    if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
+        raise ValidationError(f"invalid ACME challenge token {token!r}")
+    if not isinstance(key_auth, str) or not KEY_AUTH_RE.fullmatch(key_auth):
+        raise ValidationError(f"invalid ACME key authorization for token {token}")
+    if not key_auth.startswith(token + "."):
+        raise ValidationError(f"the ACME key authorization does not belong to token {token}")
+    return token, key_auth
 
 
 def check_domain(domain: str, platform_domain: str) -> str:

@@ -13,6 +13,7 @@ drains    drains, drains:add, drains:remove (syslog over TCP or TLS, HTTPS)
 metrics   metrics [--since AGE] [--prometheus]: requests and containers
 run       run [--] CMD...: a one-off container, attached
 domains   domains:*, certs:*, router:* (what the router serves for an app)
+certs_auto  certs:auto, certs:auto:off (certificates from ACME)
 keys      keys:add, keys:list, keys:remove
 perms     perms:list, perms:create, perms:delete, users:list
 buildpacks  buildpacks, builds:purge-cache
@@ -22,6 +23,7 @@ from gitserver.commands import (  # noqa: F401 - registers the commands
     apps,
     buildpacks,
     builds,
+    certs_auto,
     config,
     domains,
     drains,

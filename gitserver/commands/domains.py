@@ -75,7 +75,10 @@ def domains_add(ctx: Context, args: argparse.Namespace) -> int:
         f"{ctx.user.name} added domain {domain}",
     )
     cert = domains.get_cert(ctx.store, app.name)
-    if cert is not None and not tls.covers(cert.get("names", []), domain):
+    if domains.get_acme(ctx.store, app.name) is not None and not domain.startswith("*."):
+        ctx.platform.acme_wake.set()  # the certs:auto loop asks for a certificate covering it now
+        ctx.out.detail(f"certs:auto: a certificate covering {domain} is being requested (see certs, logs)")
+    elif cert is not None and not tls.covers(cert.get("names", []), domain):
         ctx.out.detail(f"note: {app.name}'s certificate does not cover {domain}; https uses the platform's")
     ctx.out.step(f"done, {domain} routes to {app.name}")
     return 0
@@ -117,9 +120,17 @@ def _cert_row(cert: dict[str, Any]) -> dict[str, object]:
         "issuer": cert.get("issuer", ""),
         "expires": when(float(cert.get("not_after", 0))),
         "fingerprint": cert.get("fingerprint", ""),
+        "auto": bool(cert.get("auto")),
         "by": cert.get("by", ""),
         "created": when(float(cert.get("created", 0))),
     }
+
+
+def _not_auto(ctx: Context, app: App) -> None:
+    if domains.get_acme(ctx.store, app.name) is not None:
+        raise ValidationError(
+            f"{app.name}'s certificates are automatic (certs:auto): turn that off first (certs:auto:off)"
+        )
 
 
 @command(
@@ -133,8 +144,18 @@ def certs_list(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
     cert = domains.get_cert(ctx.store, app.name)
     data = [_cert_row(cert)] if cert else []
-    rows = [[", ".join(d["names"]), str(d["expires"]), str(d["fingerprint"])] for d in data]  # type: ignore[arg-type]
-    ctx.show(data, ["NAMES", "EXPIRES", "FINGERPRINT"], rows, title=f"{app.name} Certificates")
+    rows = [
+        [", ".join(d["names"]), str(d["issuer"]), str(d["expires"]), "auto" if d["auto"] else "manual"]  # type: ignore[arg-type]
+        for d in data
+    ]
+    ctx.show(data, ["NAMES", "ISSUER", "EXPIRES", "HOW"], rows, title=f"{app.name} Certificates")
+    state = None if ctx.json else domains.get_acme(ctx.store, app.name)
+    if state is not None:
+        ctx.print(f"certs:auto is on (since {when(float(state.get('since', 0)))}, by {state.get('by', '')})")
+        if state.get("error"):
+            ctx.print(
+                f"last attempt failed: {state['error']}; next try {when(float(state.get('next_try', 0)))}"
+            )
     return 0
 
 
@@ -147,6 +168,7 @@ def certs_list(ctx: Context, args: argparse.Namespace) -> int:
 )
 def certs_add(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
+    _not_auto(ctx, app)
     try:
         text = ctx.stdin.decode("ascii")
     except UnicodeDecodeError as exc:
@@ -194,6 +216,7 @@ def certs_add(ctx: Context, args: argparse.Namespace) -> int:
 )
 def certs_remove(ctx: Context, args: argparse.Namespace) -> int:
     app = ctx.app(args)
+    _not_auto(ctx, app)
     previous = domains.get_cert(ctx.store, app.name)
     if previous is None:
         raise ValidationError(f"{app.name} has no certificate")

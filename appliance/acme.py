@@ -1,0 +1,225 @@
+"""Automatic certificates (`certs:auto`): what is due, getting it, and the thread that renews.
+
+    due(p, app, now)            the domains APP needs a certificate for now, or None
+    ensure(p, app, by, force)   issue or renew if due (`force`: ignore the backoff); True if it did
+    start_thread(p)             the renewal loop; returns its stop event (p.acme_wake wakes it)
+
+An app with certs:auto gets one certificate for all its custom domains except wildcards (HTTP-01
+cannot prove those): issued when it has none of its own making or it misses a domain, renewed
+`settings.acme_renew_before` seconds before expiry. The challenge answers go to etcd and the router
+under the app's lock, like every router change; so does the new certificate. A failure records an
+event in the app's `logs`, backs off (acme_retry_min doubling to acme_retry_max), and never touches
+the certificate that serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from appliance import pipeline
+from appliance.platform import Platform
+from core.errors import AcmeError, DeisError, ValidationError
+from releaser import domains, events
+from releaser.locks import AppLock
+from routerconf import acme, tls
+
+log = logging.getLogger("deis.acme")
+ACTOR = "certs:auto"
+
+_account: tuple[tuple[str, str, str], acme.Account] | None = None
+_account_guard = threading.Lock()
+# One issuance per app at a time in this process (the loop and a certs:auto command may meet).
+_busy: dict[str, threading.Lock] = {}
+_busy_guard = threading.Lock()
+
+
+def account(p: Platform) -> acme.Account:
+    """The platform's ACME account, registered on first use and then kept (file and memory)."""
+    global _account
+    s = p.settings
+    ident = (s.acme_directory, s.acme_email, str(s.acme_ca_bundle or ""))
+    with _account_guard:
+        if _account is None or _account[0] != ident:
+            found = acme.Account.load_or_register(
+                s.acme_account, s.acme_directory, s.acme_email, s.acme_ca_bundle
+            )
+            _account = (ident, found)
+        return _account[1]
+
+
+def eligible(names: list[str]) -> list[str]:
+    return [n for n in names if not n.startswith("*.")]
+
+
+def due(p: Platform, app: str, now: float) -> list[str] | None:
+    if domains.get_acme(p.store, app) is None:
+        return None
+    names = eligible([d.domain for d in domains.list_domains(p.store, app)])
+    if not names:
+        return None
+    cert = domains.get_cert(p.store, app)
+    if cert is None or not cert.get("auto"):
+        return names
+    if any(not tls.covers(list(cert.get("names", [])), n) for n in names):
+        return names
+    if float(cert.get("not_after", 0)) - now <= p.settings.acme_renew_before:
+        return names
+    return None
+
+
+def _locked(p: Platform, app: str) -> AppLock:
+    lock = AppLock(p.store, app, owner=ACTOR)
+    lock.acquire(p.settings.lock_wait)
+    return lock
+
+
+def _answer(p: Platform, app: str, mine: set[str], tokens: dict[str, str]) -> None:
+    """Publish `tokens` (or, with {}, take back this issuance's own ones) and switch the router."""
+    with _locked(p, app):
+        current = domains.get_challenges(p.store, app)
+        previous = dict(current)
+        for token in mine:
+            current.pop(token, None)
+        current.update(tokens)
+        mine.clear()
+        mine.update(tokens)
+        domains.set_challenges(p.store, app, current)
+        try:
+            pipeline.republish(p, app)
+        except BaseException:
+            domains.set_challenges(p.store, app, previous)
+            raise
+
+
+def _record(info: tls.CertInfo) -> dict[str, Any]:
+    return {
+        "chain": info.cert.chain,
+        "key": info.cert.key,
+        "names": list(info.names),
+        "subject": info.subject,
+        "issuer": info.issuer,
+        "not_after": info.not_after,
+        "fingerprint": info.fingerprint,
+        "by": ACTOR,
+        "auto": True,
+        "created": time.time(),
+    }
+
+
+def _install(p: Platform, app: str, info: tls.CertInfo) -> bool:
+    """Store and serve the new certificate; False if certs:auto was turned off meanwhile."""
+    with _locked(p, app):
+        if domains.get_acme(p.store, app) is None:
+            return False
+        previous = domains.get_cert(p.store, app)
+        domains.set_cert(p.store, app, _record(info))
+        try:
+            pipeline.republish(p, app)
+        except BaseException:
+            domains.set_cert(p.store, app, previous)  # the one that served keeps serving
+            raise
+        return True
+
+
+def _failed(p: Platform, app: str, what: str, exc: DeisError) -> float:
+    state = domains.get_acme(p.store, app)
+    if state is None:
+        return 0.0
+    failures = int(state.get("failures", 0)) + 1
+    s = p.settings
+    delay = float(min(s.acme_retry_min * 2 ** min(failures - 1, 30), s.acme_retry_max))
+    state.update(failures=failures, next_try=time.time() + delay, error=str(exc))
+    domains.set_acme(p.store, app, state)
+    events.record(
+        p.store,
+        app,
+        ACTOR,
+        f"certs:auto {what} failed: {exc}; the current certificate stays; next try in {delay:.0f}s",
+    )
+    return delay
+
+
+def ensure(p: Platform, app: str, *, force: bool = False) -> bool:
+    """Issue or renew APP's certificate if due. AcmeError (after recording it) if that failed."""
+    with _busy_guard:
+        busy = _busy.setdefault(app, threading.Lock())
+    with busy:
+        now = time.time()
+        names = due(p, app, now)
+        state = domains.get_acme(p.store, app)
+        if names is None or state is None:
+            return False
+        if not force and now < float(state.get("next_try", 0)):
+            return False
+        old = domains.get_cert(p.store, app)
+        what = "renewal" if old is not None and old.get("auto") else "issuance"
+        mine: set[str] = set()
+        try:
+            cert = account(p).issue(names, lambda tokens: _answer(p, app, mine, tokens))
+            info = tls.load(cert.chain, cert.key)
+            if not _install(p, app, info):
+                return False
+        except (AcmeError, ValidationError) as exc:
+            _failed(p, app, what, exc)
+            raise AcmeError(str(exc)) from exc
+        finally:
+            if mine:  # the answers were published and could not be taken back above
+                try:
+                    _answer(p, app, mine, {})
+                except DeisError as exc:
+                    log.warning("could not take back %s's ACME challenges: %s", app, exc)
+        state = domains.get_acme(p.store, app)
+        if state is not None:
+            state.update(failures=0, next_try=0, error="")
+            domains.set_acme(p.store, app, state)
+        verb = "renewed" if what == "renewal" else "issued"
+        events.record(
+            p.store,
+            app,
+            ACTOR,
+            f"certs:auto {verb} a certificate for {', '.join(info.names)}"
+            f" (issuer {info.issuer}, expires {time.strftime('%Y-%m-%d', time.gmtime(info.not_after))})",
+        )
+        return True
+
+
+def _next_wait(p: Platform, now: float) -> float:
+    """Until the next regular look, or sooner if an app's backoff ends before it."""
+    wait = p.settings.acme_check_interval
+    for app in domains.acme_apps(p.store):
+        state = domains.get_acme(p.store, app) or {}
+        next_try = float(state.get("next_try", 0))
+        if next_try > now:
+            wait = min(wait, next_try - now)
+    return max(wait, 0.05)
+
+
+def run(p: Platform, stop: threading.Event) -> None:
+    while not stop.is_set():
+        wait = p.settings.acme_check_interval
+        try:
+            for app in domains.acme_apps(p.store):
+                if stop.is_set():
+                    return
+                try:
+                    ensure(p, app)
+                except DeisError as exc:
+                    log.warning("certs:auto for %s: %s", app, exc)
+            wait = _next_wait(p, time.time())
+        except DeisError as exc:  # etcd away: look again soon
+            log.warning("certs:auto: %s", exc)
+            wait = min(wait, 5.0)
+        except Exception:
+            log.exception("certs:auto loop")
+            wait = min(wait, 30.0)
+        p.acme_wake.wait(wait)
+        p.acme_wake.clear()
+
+
+def start_thread(p: Platform) -> threading.Event:
+    stop = threading.Event()
+    threading.Thread(target=run, args=(p, stop), name="acme", daemon=True).start()
+    return stop
