@@ -104,8 +104,12 @@ class Account:
         verify: bool | str = str(ca_bundle) if ca_bundle else True
         # verify_ssl goes to requests as `verify`, which also takes a CA bundle path (typed bool only).
         net = client.ClientNetwork(
-            key, alg=ES256, verify_ssl=verify, user_agent=USER_AGENT, timeout=NET_TIMEOUT
-        )  # type: ignore[arg-type]
+            key,
+            alg=ES256,
+            verify_ssl=verify,  # type: ignore[arg-type]
+            user_agent=USER_AGENT,
+            timeout=NET_TIMEOUT,
+        )
         try:
             acme = client.ClientV2(client.ClientV2.get_directory(directory, net), net)
             regr = None
