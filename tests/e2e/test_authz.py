@@ -99,6 +99,22 @@ def _cert(w: World, role: str) -> str:
     return chain + key
 
 
+def _auto(*setup: str, then: str) -> Run:
+    """`then` on a fresh app of `owner` with `collaborator` on it (and no domain, so certs:auto asks
+    no ACME server); a stranger tries the shared app."""
+
+    def run(w: World, role: str) -> subprocess.CompletedProcess[str]:
+        if role == "stranger":
+            return w.ssh(role, then, "--app", w.app)
+        name = _scratch_app(w, role)
+        assert w.ssh("owner", "perms:create", w.users["collaborator"], "--app", name).returncode == 0
+        for cmd in setup:
+            assert w.ssh("owner", cmd, "--app", name).returncode == 0
+        return w.ssh(role, then, "--app", name)
+
+    return run
+
+
 def _app_cmd(*argv: str, input: Callable[[World, str], str] | None = None) -> Run:
     """`argv` (with {role} filled in) against the shared app."""
 
@@ -190,6 +206,8 @@ TABLE: dict[str, tuple[Run, dict[str, str]]] = {
         APP_USERS,
     ),
     "certs:remove": (_both(_app_cmd("certs:add", input=_cert), _app_cmd("certs:remove")), APP_USERS),
+    "certs:auto": (_auto(then="certs:auto"), APP_USERS),
+    "certs:auto:off": (_auto("certs:auto", then="certs:auto:off"), APP_USERS),
     "router": (_app_cmd("router"), APP_USERS),
     "router:set": (_app_cmd("router:set", "body_size=10m"), APP_USERS),
     "router:unset": (
