@@ -155,7 +155,8 @@ def ensure(p: Platform, app: str, *, force: bool = False) -> bool:
         if not force and now < float(state.get("next_try", 0)):
             return False
         old = domains.get_cert(p.store, app)
-        what = "renewal" if old is not None and old.get("auto") else "issuance"
+        renewing = old is not None and old.get("auto") and all(tls.covers(old["names"], n) for n in names)
+        what = "renewal" if renewing else "issuance"
         mine: set[str] = set()
         try:
             cert = account(p).issue(names, lambda tokens: _answer(p, app, mine, tokens))

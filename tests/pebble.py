@@ -106,8 +106,10 @@ class Pebble:
             )
         )  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("PEBBLE_")}
-        # No random validation delay; no nonces refused on purpose (the 5 % default makes retries).
-        env.update(PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
+        # No random validation delay; no nonces refused on purpose (the 5 % default makes retries);
+        # no reuse of an earlier valid authorization (its 50 % default would let a renewal pass
+        # without a validation, so a test's failing DNS would fail only sometimes).
+        env.update(PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="0")
         log = (self.root / "pebble.log").open("wb")
         self.procs.append(
             subprocess.Popen(
