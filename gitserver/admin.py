@@ -287,21 +287,8 @@ def cmd_test_prereqs(settings: Settings, args: argparse.Namespace, out: Output) 
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deis", description="Host-side administration of the platform.")
-    p.add_argument(
-        "--state-dir", help="the platform's state directory (default /var/lib/deis or $DEIS_STATE_DIR)"
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="install nothing, start everything (see ./platform up)")
-    up.add_argument("--ssh-host", dest="ssh_host")
-    up.add_argument("--ssh-port", dest="ssh_port", type=int)
-    up.add_argument("--http-port", dest="http_port", type=int)
-    up.add_argument("--https-port", dest="https_port", type=int)
-    up.add_argument("--etcd-port", dest="etcd_port", type=int)
-    up.add_argument("--etcd-peer-port", dest="etcd_peer_port", type=int)
-    up.add_argument("--registry-port", dest="registry_port", type=int)
-    up.add_argument("--domain")
+def add_setting_arguments(up: argparse.ArgumentParser) -> None:
+    """`deis up`'s build, drain and ACME settings."""
     up.add_argument(
         "--build-ca-bundle",
         metavar="FILE",
@@ -339,6 +326,24 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="renew automatic certificates N days before expiry (30)",
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deis", description="Host-side administration of the platform.")
+    p.add_argument(
+        "--state-dir", help="the platform's state directory (default /var/lib/deis or $DEIS_STATE_DIR)"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="install nothing, start everything (see ./platform up)")
+    up.add_argument("--ssh-host", dest="ssh_host")
+    up.add_argument("--ssh-port", dest="ssh_port", type=int)
+    up.add_argument("--http-port", dest="http_port", type=int)
+    up.add_argument("--https-port", dest="https_port", type=int)
+    up.add_argument("--etcd-port", dest="etcd_port", type=int)
+    up.add_argument("--etcd-peer-port", dest="etcd_peer_port", type=int)
+    up.add_argument("--registry-port", dest="registry_port", type=int)
+    up.add_argument("--domain")
+    add_setting_arguments(up)
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what up started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="which parts run").set_defaults(func=cmd_status)

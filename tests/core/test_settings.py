@@ -10,7 +10,7 @@ import pytest
 from core import settings as settings_mod
 from core.errors import ValidationError
 from core.settings import Settings, check_ca_bundle, parse_build_env
-from gitserver.admin import apply_build_options, apply_drain_options
+from gitserver.admin import apply_acme_options, apply_build_options, apply_drain_options
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -115,3 +115,71 @@ def test_drain_ca_bundle_option(tmp_path: Path) -> None:
     assert s.drain_ca_bundle == bundle
     apply_drain_options(s, argparse.Namespace(drain_ca_bundle=None, no_drain_ca_bundle=True))
     assert s.drain_ca_bundle is None
+
+
+def _acme(**kw: object) -> argparse.Namespace:
+    base: dict[str, object] = {
+        "acme_directory": None,
+        "acme_email": None,
+        "acme_ca_bundle": None,
+        "no_acme_ca_bundle": False,
+        "acme_renew_days": None,
+    }
+    return argparse.Namespace(**(base | kw))
+
+
+def test_acme_settings_default_to_lets_encrypt_and_round_trip(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path / "state")
+    assert s.acme_directory == "https://acme-v02.api.letsencrypt.org/directory"
+    assert (s.acme_email, s.acme_ca_bundle, s.acme_renew_before) == ("", None, 30 * 86400)
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(PEM)
+    apply_acme_options(
+        s,
+        _acme(
+            acme_directory="https://127.0.0.1:14000/dir",
+            acme_email="ops+tls@example.com",
+            acme_ca_bundle=str(bundle),
+            acme_renew_days=10,
+        ),
+    )
+    s.save()
+    back = Settings.load(tmp_path / "state")
+    assert (back.acme_directory, back.acme_email, back.acme_ca_bundle, back.acme_renew_before) == (
+        "https://127.0.0.1:14000/dir",
+        "ops+tls@example.com",
+        bundle,
+        10 * 86400,
+    )
+    assert (tmp_path / "state" / "acme").stat().st_mode & 0o777 == 0o700
+    apply_acme_options(back, _acme(no_acme_ca_bundle=True))
+    assert back.acme_ca_bundle is None and back.acme_email == "ops+tls@example.com"
+
+
+def test_a_config_json_from_before_acme_still_loads(tmp_path: Path) -> None:
+    """A state dir saved by an earlier platform has no acme_* keys: the defaults apply."""
+    (tmp_path / "config.json").write_text('{"http_port": 8080, "domain": "example.net"}\n')
+    s = Settings.load(tmp_path)
+    assert (s.http_port, s.domain, s.acme_email, s.acme_ca_bundle) == (8080, "example.net", "", None)
+    assert s.acme_directory.startswith("https://acme-v02.api.letsencrypt.org/")
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"acme_directory": "http://acme.example.com/dir"}, "must be an https:// URL"),
+        ({"acme_directory": "https://x/ dir"}, "must be an https:// URL"),
+        ({"acme_email": "not-an-address"}, "must be an address"),
+        ({"acme_email": "a@b.c\nX: y"}, "must be an address"),
+        ({"acme_renew_days": 0}, "between 1 and 365"),
+        ({"acme_ca_bundle": "/nonexistent.pem"}, "cannot read the ACME CA bundle"),
+    ],
+)
+def test_acme_options_bad_input_changes_nothing(tmp_path: Path, kw: dict[str, object], message: str) -> None:
+    s = Settings(state_dir=tmp_path)
+    before = s.to_dict()
+    with pytest.raises(ValidationError, match=message):
+        apply_acme_options(
+            s, _acme(acme_email="ok@example.com", **kw) if "acme_email" not in kw else _acme(**kw)
+        )
+    assert s.to_dict() == before
