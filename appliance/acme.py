@@ -21,7 +21,7 @@ from typing import Any
 
 from appliance import pipeline
 from appliance.platform import Platform
-from core.errors import AcmeError, DeisError, ValidationError
+from core.errors import AcmeError, DeisError
 from releaser import domains, events
 from releaser.locks import AppLock
 from routerconf import acme, tls
@@ -163,9 +163,9 @@ def ensure(p: Platform, app: str, *, force: bool = False) -> bool:
             info = tls.load(cert.chain, cert.key)
             if not _install(p, app, info):
                 return False
-        except (AcmeError, ValidationError) as exc:
+        except DeisError as exc:  # the ACME server, a bad chain, nginx refusing it, etcd
             _failed(p, app, what, exc)
-            raise AcmeError(str(exc)) from exc
+            raise exc if isinstance(exc, AcmeError) else AcmeError(str(exc)) from exc
         finally:
             if mine:  # the answers were published and could not be taken back above
                 try:
