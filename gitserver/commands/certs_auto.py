@@ -42,6 +42,10 @@ def certs_auto(ctx: Context, args: argparse.Namespace) -> int:
     if not wanted:
         ctx.out.step(f"done, a certificate is requested when {app.name} gets a domain (domains:add)")
         return 0
+    if ctx.settings.http_port != 80:
+        ctx.out.detail(
+            f"note: ACME servers check http://DOMAIN/ on port 80; the router listens on {ctx.settings.http_port}"
+        )
     ctx.out.step(f"Requesting a certificate for {', '.join(wanted)}")
     try:
         issued = acme.ensure(ctx.platform, app.name, force=True)
