@@ -44,7 +44,8 @@ def certs_auto(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     if ctx.settings.http_port != 80:
         ctx.out.detail(
-            f"note: ACME servers check http://DOMAIN/ on port 80; the router listens on {ctx.settings.http_port}"
+            "note: ACME servers check http://DOMAIN/ on port 80;"
+            f" the router listens on {ctx.settings.http_port}"
         )
     ctx.out.step(f"Requesting a certificate for {', '.join(wanted)}")
     try:
