@@ -77,6 +77,25 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
+def _registered(
+    acme: client.ClientV2, saved: dict[str, str], directory: str, email: str
+) -> messages.RegistrationResource:
+    """The saved account as the server knows it (found by its key), or a new one if the file names
+    another directory or the server does not know the key (a test CA restarted, an account deleted)."""
+    if saved.get("directory") == directory and saved.get("regr"):
+        regr = messages.RegistrationResource.json_loads(saved["regr"])
+        acme.net.account = regr
+        try:
+            return acme.query_registration(regr)
+        except messages.Error as exc:
+            if not str(exc.typ).endswith("accountDoesNotExist"):
+                raise
+    acme.net.account = None
+    return acme.new_account(
+        messages.NewRegistration.from_data(email=email or None, terms_of_service_agreed=True)
+    )
+
+
 class Account:
     def __init__(self, acme: client.ClientV2, key: JWK, directory: str) -> None:
         self.acme = acme
@@ -112,20 +131,8 @@ class Account:
         )
         try:
             acme = client.ClientV2(client.ClientV2.get_directory(directory, net), net)
-            regr = None
-            if saved.get("directory") == directory and saved.get("regr"):
-                regr = messages.RegistrationResource.json_loads(saved["regr"])
-                net.account = regr
-                try:
-                    regr = acme.query_registration(regr)
-                except messages.Error as exc:
-                    if not str(exc.typ).endswith("accountDoesNotExist"):
-                        raise
-                    regr = None
-            if regr is None:
-                net.account = None
-                new = messages.NewRegistration.from_data(email=email or None, terms_of_service_agreed=True)
-                regr = acme.new_account(new)
+            regr = _registered(acme, saved, directory, email)
+            if regr.json_dumps() != saved.get("regr"):
                 _write_private(
                     path, json.dumps({"key": pem.decode(), "directory": directory, "regr": regr.json_dumps()})
                 )
