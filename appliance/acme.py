@@ -54,10 +54,20 @@ def eligible(names: list[str]) -> list[str]:
     return [n for n in names if not n.startswith("*.")]
 
 
-def due(p: Platform, app: str, now: float) -> list[str] | None:
-    if domains.get_acme(p.store, app) is None:
+def held_back(state: dict[str, Any], now: float) -> dict[str, dict[str, Any]]:
+    """The names whose validation failed lately, by name, while their own backoff lasts."""
+    held = state.get("held") or {}
+    return {n: v for n, v in held.items() if float(v.get("next_try", 0)) > now}
+
+
+def due(p: Platform, app: str, now: float, *, with_held: bool = False) -> list[str] | None:
+    """The names to ask a certificate for now, or None; names held back after a failed validation
+    are left out until their backoff ends (or `with_held`)."""
+    state = domains.get_acme(p.store, app)
+    if state is None:
         return None
-    names = eligible([d.domain for d in domains.list_domains(p.store, app)])
+    held = () if with_held else held_back(state, now)
+    names = [n for n in eligible([d.domain for d in domains.list_domains(p.store, app)]) if n not in held]
     if not names:
         return None
     cert = domains.get_cert(p.store, app)
@@ -68,6 +78,19 @@ def due(p: Platform, app: str, now: float) -> list[str] | None:
     if float(cert.get("not_after", 0)) - now <= p.settings.acme_renew_before:
         return names
     return None
+
+
+def droppable(p: Platform, old: dict[str, Any] | None, names: list[str], exc: AcmeError, now: float) -> bool:
+    """Whether the order may go on without the names that failed validation: some names remain, and
+    none of the failed ones is covered by a working certificate with half its renewal window left
+    (a narrower certificate must not replace it; until then, a renewal fails as a whole)."""
+    failed = set(exc.failed)
+    if not failed or not failed < set(names):
+        return False
+    working = old is not None and float(old.get("not_after", 0)) > now + p.settings.acme_renew_before / 2
+    return not (
+        working and old is not None and any(tls.covers(list(old.get("names", [])), n) for n in failed)
+    )
 
 
 def _locked(p: Platform, app: str) -> AppLock:
@@ -142,13 +165,64 @@ def _failed(p: Platform, app: str, what: str, exc: DeisError) -> float:
     return delay
 
 
+def _hold(p: Platform, app: str, exc: AcmeError) -> None:
+    """Back off the names that failed validation, each on its own, and say so."""
+    state = domains.get_acme(p.store, app)
+    if state is None:
+        return
+    held = dict(state.get("held") or {})
+    s = p.settings
+    for name in exc.failed:
+        failures = int((held.get(name) or {}).get("failures", 0)) + 1
+        delay = float(min(s.acme_retry_min * 2 ** min(failures - 1, 30), s.acme_retry_max))
+        held[name] = {"failures": failures, "next_try": time.time() + delay, "error": str(exc)}
+        events.record(
+            p.store, app, ACTOR, f"certs:auto could not validate {name}: {exc}; the certificate goes"
+            f" on without it for now (next try in {delay:.0f}s)"
+        )  # fmt: skip
+    state["held"] = held
+    domains.set_acme(p.store, app, state)
+
+
+def _issue(p: Platform, app: str, names: list[str]) -> tls.CertInfo:
+    mine: set[str] = set()
+    try:
+        cert = account(p).issue(names, lambda tokens: _answer(p, app, mine, tokens))
+        return tls.load(cert.chain, cert.key)
+    finally:
+        if mine:  # the answers were published and could not be taken back by the client
+            try:
+                _answer(p, app, mine, {})
+            except DeisError as exc:
+                log.warning("could not take back %s's ACME challenges: %s", app, exc)
+
+
+def _succeeded(p: Platform, app: str, info: tls.CertInfo, what: str) -> None:
+    state = domains.get_acme(p.store, app)
+    if state is not None:
+        current = {d.domain for d in domains.list_domains(p.store, app)}
+        held = {
+            n: v
+            for n, v in (state.get("held") or {}).items()
+            if n in current and not tls.covers(info.names, n)
+        }
+        state.update(failures=0, next_try=0, error="", held=held)
+        domains.set_acme(p.store, app, state)
+    verb = "renewed" if what == "renewal" else "issued"
+    expires = time.strftime("%Y-%m-%d", time.gmtime(info.not_after))
+    names = ", ".join(info.names)
+    message = f"certs:auto {verb} a certificate for {names} (issuer {info.issuer}, expires {expires})"
+    events.record(p.store, app, ACTOR, message)
+
+
 def ensure(p: Platform, app: str, *, force: bool = False) -> bool:
-    """Issue or renew APP's certificate if due. AcmeError (after recording it) if that failed."""
+    """Issue or renew APP's certificate if due (`force`: past every backoff). AcmeError, after it
+    was recorded, if that failed; names that failed validation are left out when `droppable`."""
     with _busy_guard:
         busy = _busy.setdefault(app, threading.Lock())
     with busy:
         now = time.time()
-        names = due(p, app, now)
+        names = due(p, app, now, with_held=force)
         state = domains.get_acme(p.store, app)
         if names is None or state is None:
             return False
@@ -157,33 +231,23 @@ def ensure(p: Platform, app: str, *, force: bool = False) -> bool:
         old = domains.get_cert(p.store, app)
         renewing = old is not None and old.get("auto") and all(tls.covers(old["names"], n) for n in names)
         what = "renewal" if renewing else "issuance"
-        mine: set[str] = set()
         try:
-            cert = account(p).issue(names, lambda tokens: _answer(p, app, mine, tokens))
-            info = tls.load(cert.chain, cert.key)
+            try:
+                info = _issue(p, app, names)
+            except AcmeError as exc:
+                if not droppable(p, old, names, exc, now):
+                    raise
+                _hold(p, app, exc)
+                rest = due(p, app, now)  # without them; None if the current certificate does
+                if rest is None:
+                    return False
+                info = _issue(p, app, rest)
             if not _install(p, app, info):
                 return False
         except DeisError as exc:  # the ACME server, a bad chain, nginx refusing it, etcd
             _failed(p, app, what, exc)
             raise exc if isinstance(exc, AcmeError) else AcmeError(str(exc)) from exc
-        finally:
-            if mine:  # the answers were published and could not be taken back above
-                try:
-                    _answer(p, app, mine, {})
-                except DeisError as exc:
-                    log.warning("could not take back %s's ACME challenges: %s", app, exc)
-        state = domains.get_acme(p.store, app)
-        if state is not None:
-            state.update(failures=0, next_try=0, error="")
-            domains.set_acme(p.store, app, state)
-        verb = "renewed" if what == "renewal" else "issued"
-        events.record(
-            p.store,
-            app,
-            ACTOR,
-            f"certs:auto {verb} a certificate for {', '.join(info.names)}"
-            f" (issuer {info.issuer}, expires {time.strftime('%Y-%m-%d', time.gmtime(info.not_after))})",
-        )
+        _succeeded(p, app, info, what)
         return True
 
 
@@ -192,9 +256,11 @@ def _next_wait(p: Platform, now: float) -> float:
     wait = p.settings.acme_check_interval
     for app in domains.acme_apps(p.store):
         state = domains.get_acme(p.store, app) or {}
-        next_try = float(state.get("next_try", 0))
-        if next_try > now:
-            wait = min(wait, next_try - now)
+        tries = [float(state.get("next_try", 0))]
+        tries += [float(v.get("next_try", 0)) for v in (state.get("held") or {}).values()]
+        for next_try in tries:
+            if next_try > now:
+                wait = min(wait, next_try - now)
     return max(wait, 0.05)
 
 

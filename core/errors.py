@@ -69,7 +69,11 @@ class RouterError(DeisError):
 
 
 class AcmeError(DeisError):
-    pass
+    """`failed`: the names whose validation failed, when that is what went wrong."""
+
+    def __init__(self, message: str, failed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.failed = failed
 
 
 class ServiceError(DeisError):

@@ -161,8 +161,13 @@ class Account:
         except AcmeError:
             raise
         except (errors.Error, messages.Error, requests.exceptions.RequestException, ValueError) as exc:
+            failed = (
+                tuple(a.body.identifier.value for a in exc.failed_authzrs)
+                if isinstance(exc, errors.ValidationError)
+                else ()
+            )
             raise AcmeError(
-                f"ACME could not issue a certificate for {', '.join(domains)}: {_problem(exc)}"
+                f"ACME could not issue a certificate for {', '.join(domains)}: {_problem(exc)}", failed
             ) from exc
         if not order.fullchain_pem:
             raise AcmeError(f"the ACME server sent no certificate for {', '.join(domains)}")

@@ -156,6 +156,10 @@ def certs_list(ctx: Context, args: argparse.Namespace) -> int:
             ctx.print(
                 f"last attempt failed: {state['error']}; next try {when(float(state.get('next_try', 0)))}"
             )
+        for name, held in sorted((state.get("held") or {}).items()):
+            ctx.print(
+                f"not covered yet: {name}: {held.get('error', '')}; next try {when(float(held['next_try']))}"
+            )
     return 0
 
 

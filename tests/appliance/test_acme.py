@@ -50,12 +50,17 @@ class Account:
     seen: list[dict[str, str]] = field(default_factory=list)
     days: int = 90
 
+    unreachable: set[str] = field(default_factory=set)  # names whose validation fails
+
     def issue(self, names: list[str], answer: Callable[[dict[str, str]], None]) -> Cert:
         self.calls.append(names)
         answer({TOKEN: KEY_AUTH})
         try:
             if self.fail:
                 raise AcmeError(self.fail)
+            failed = tuple(n for n in names if n in self.unreachable)
+            if failed:
+                raise AcmeError(f"{failed[0]}: connection refused", failed)
             chain, key = self.ca.issue(names, days=self.days)
             return Cert(chain, key)
         finally:
@@ -180,3 +185,52 @@ def test_other_pending_tokens_of_the_app_are_kept(p: Platform, app: str, account
     assert isinstance(router, Router)
     assert router.sites[0].challenges == {"other": "other.thumb", TOKEN: KEY_AUTH}
     assert domains.get_challenges(p.store, app) == {"other": "other.thumb"}
+
+
+def _renewable(p: Platform, app: str, account: Account, *, expires_in: float) -> dict:
+    """An automatic certificate for the app's domains, expiring in `expires_in` seconds."""
+    assert acme.ensure(p, app) is True
+    cert = domains.get_cert(p.store, app) or {}
+    domains.set_cert(p.store, app, {**cert, "not_after": time.time() + expires_in})
+    return domains.get_cert(p.store, app) or {}
+
+
+def test_a_new_domain_that_fails_validation_holds_back_only_itself(
+    p: Platform, app: str, account: Account
+) -> None:
+    www, new = f"www.{app}.example.com", f"new.{app}.example.com"
+    working = _renewable(p, app, account, expires_in=86400 * 80)
+    domains.add_domain(p.store, app, new, "alice")
+    account.unreachable = {new}
+    assert acme.ensure(p, app) is False  # www's certificate is current: no new one for it alone
+    assert account.calls[-1] == [new, www] and domains.get_cert(p.store, app) == working
+    state = domains.get_acme(p.store, app) or {}
+    assert set(acme.held_back(state, time.time())) == {new} and state["held"][new]["failures"] == 1
+    assert acme.due(p, app, time.time()) is None  # while its backoff lasts
+    assert f"certs:auto could not validate {new}" in messages(p, app)[-1]
+    # due for renewal meanwhile: renewed without the held-back name
+    domains.set_cert(p.store, app, {**working, "not_after": time.time() + 3600})
+    assert acme.ensure(p, app) is True and account.calls[-1] == [www]
+    # its backoff over and its DNS fixed: one certificate for both
+    state = domains.get_acme(p.store, app) or {}
+    state["held"][new]["next_try"] = 0
+    domains.set_acme(p.store, app, state)
+    account.unreachable = set()
+    assert acme.ensure(p, app) is True
+    assert sorted((domains.get_cert(p.store, app) or {})["names"]) == [new, www]
+    assert (domains.get_acme(p.store, app) or {})["held"] == {}
+
+
+def test_a_covered_domain_failing_keeps_the_certificate_until_it_nears_expiry(
+    p: Platform, app: str, account: Account
+) -> None:
+    www, api = f"www.{app}.example.com", f"api.{app}.example.com"
+    domains.add_domain(p.store, app, api, "alice")
+    working = _renewable(p, app, account, expires_in=86400 * 20)  # due, half the window left
+    account.unreachable = {api}
+    with pytest.raises(AcmeError, match="connection refused"):
+        acme.ensure(p, app)
+    assert domains.get_cert(p.store, app) == working  # still covers api: not narrowed
+    domains.set_cert(p.store, app, {**working, "not_after": time.time() + 86400 * 5})
+    assert acme.ensure(p, app, force=True) is True  # five days left: www must not lapse with api
+    assert (domains.get_cert(p.store, app) or {})["names"] == [www]

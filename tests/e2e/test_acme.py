@@ -182,6 +182,25 @@ def test_a_domain_added_later_is_covered(h: Harness, owner: Key, site: tuple[str
     assert sorted(stored(h, owner, app)["names"]) == sorted([domain, second])
 
 
+def test_a_domain_that_does_not_validate_holds_back_only_itself(
+    h: Harness, owner: Key, site: tuple[str, str], root: Path, pebble: Pebble
+) -> None:
+    app, domain = site
+    pending = f"not-pointed-yet.{unique('d')}.example.com"
+    pebble.servfail(pending)
+    try:
+        seen = events(h, owner, app, f"certs:auto could not validate {pending}")
+        ok(h.ssh(owner, "domains:add", pending, "--app", app))
+        wait_until("its failure", lambda: events(h, owner, app, f"could not validate {pending}") > seen, 30)
+        listing = ok(h.ssh(owner, "certs", "--app", app))
+        assert f"not covered yet: {pending}" in listing
+        assert pending not in stored(h, owner, app)["names"]
+        assert served(h, domain, root)[2] == 200  # the others keep their certificate
+        ok(h.ssh(owner, "domains:remove", pending, "--app", app))
+    finally:
+        pebble.clear_servfail(pending)
+
+
 def test_renewal_switches_the_certificate_in_with_no_failed_request(
     h: Harness, owner: Key, site: tuple[str, str], root: Path
 ) -> None:
