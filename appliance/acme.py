@@ -29,7 +29,8 @@ from routerconf import acme, tls
 log = logging.getLogger("deis.acme")
 ACTOR = "certs:auto"
 
-_account: tuple[tuple[str, str, str], acme.Account] | None = None
+# The account file is read (and on first use written) by one thread at a time, so two first
+# issuances cannot register two accounts.
 _account_guard = threading.Lock()
 # One issuance per app at a time in this process (the loop and a certs:auto command may meet).
 _busy: dict[str, threading.Lock] = {}
@@ -37,17 +38,11 @@ _busy_guard = threading.Lock()
 
 
 def account(p: Platform) -> acme.Account:
-    """The platform's ACME account, registered on first use and then kept (file and memory)."""
-    global _account
+    """The platform's ACME account, registered on first use and kept in its file. A client of its
+    own for each issuance: the library's HTTP session and nonces are not shared between threads."""
     s = p.settings
-    ident = (s.acme_directory, s.acme_email, str(s.acme_ca_bundle or ""))
     with _account_guard:
-        if _account is None or _account[0] != ident:
-            found = acme.Account.load_or_register(
-                s.acme_account, s.acme_directory, s.acme_email, s.acme_ca_bundle
-            )
-            _account = (ident, found)
-        return _account[1]
+        return acme.Account.load_or_register(s.acme_account, s.acme_directory, s.acme_email, s.acme_ca_bundle)
 
 
 def eligible(names: list[str]) -> list[str]:
