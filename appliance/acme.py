@@ -1,7 +1,8 @@
 """Automatic certificates (`certs:auto`): what is due, getting it, and the thread that renews.
 
     due(p, app, now)            the domains APP needs a certificate for now, or None
-    ensure(p, app, by, force)   issue or renew if due (`force`: ignore the backoff); True if it did
+    ensure(p, app, force=)      issue or renew if due (`force`: past every backoff); True if it did
+    clear_stale(p)              take back answers left by an appliance stopped mid-issuance
     start_thread(p)             the renewal loop; returns its stop event (p.acme_wake wakes it)
 
 An app with certs:auto gets one certificate for all its custom domains except wildcards (HTTP-01
@@ -9,7 +10,8 @@ cannot prove those): issued when it has none of its own making or it misses a do
 `settings.acme_renew_before` seconds before expiry. The challenge answers go to etcd and the router
 under the app's lock, like every router change; so does the new certificate. A failure records an
 event in the app's `logs`, backs off (acme_retry_min doubling to acme_retry_max), and never touches
-the certificate that serves.
+the certificate that serves. A domain that fails validation is held back on a backoff of its own so
+the others still get their certificate (see `droppable` for when a served one may be narrowed).
 """
 
 from __future__ import annotations
@@ -259,10 +261,32 @@ def _next_wait(p: Platform, now: float) -> float:
     return max(wait, 0.05)
 
 
+def clear_stale(p: Platform) -> None:
+    """Take back the challenge answers an appliance stopped mid-issuance left in etcd (and so in the
+    router); an issuance this process runs keeps its own."""
+    for app in p.store.children("apps"):
+        if not domains.get_challenges(p.store, app):
+            continue
+        with _busy_guard:
+            busy = _busy.setdefault(app, threading.Lock())
+        if not busy.acquire(blocking=False):
+            continue
+        try:
+            with _locked(p, app):
+                domains.set_challenges(p.store, app, {})
+                pipeline.republish(p, app)
+        finally:
+            busy.release()
+
+
 def run(p: Platform, stop: threading.Event) -> None:
+    stale = True
     while not stop.is_set():
         wait = p.settings.acme_check_interval
         try:
+            if stale:
+                clear_stale(p)
+                stale = False
             for app in domains.acme_apps(p.store):
                 if stop.is_set():
                     return

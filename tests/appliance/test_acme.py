@@ -234,3 +234,11 @@ def test_a_covered_domain_failing_keeps_the_certificate_until_it_nears_expiry(
     domains.set_cert(p.store, app, {**working, "not_after": time.time() + 86400 * 5})
     assert acme.ensure(p, app, force=True) is True  # five days left: www must not lapse with api
     assert (domains.get_cert(p.store, app) or {})["names"] == [www]
+
+
+def test_answers_left_by_a_stopped_appliance_are_taken_back(p: Platform, app: str) -> None:
+    domains.set_challenges(p.store, app, {TOKEN: KEY_AUTH})
+    acme.clear_stale(p)
+    router = p.router
+    assert isinstance(router, Router)
+    assert domains.get_challenges(p.store, app) == {} and router.sites[-1].challenges == {}
