@@ -139,7 +139,11 @@ def test_certs_auto_issues_a_certificate_served_by_sni(
     app, domain = site
     wildcard = f"*.{unique('w')}.example.com"
     ok(h.ssh(owner, "domains:add", wildcard, "--app", app))
+    started = time.monotonic()
     out = ok(h.ssh(owner, "certs:auto", "--app", app))
+    print(
+        f"certs:auto (order, HTTP-01 through the router, finalize, switch) took {time.monotonic() - started:.2f}s"
+    )
     assert f"-----> Requesting a certificate for {domain}" in out
     assert f"a wildcard needs DNS-01, which certs:auto does not do): {wildcard}" in out
     assert "issuer CN=Pebble Intermediate CA" in out and "-----> done, https" in out
@@ -233,6 +237,9 @@ def test_renewal_switches_the_certificate_in_with_no_failed_request(
             stop.set()
             worker.join(timeout=30)
     result = load.stop()
+    print(
+        f"during a renewal: http {result.summary()}; https handshakes {tls_sent}, failed {len(tls_failures)}"
+    )
     assert result.failed == 0 and result.sent > 50, result.summary()
     assert tls_failures == [] and tls_sent > 5, tls_failures[:3]
     assert served(h, domain, root)[0] in (after, stored(h, owner, app)["fingerprint"])
