@@ -146,7 +146,7 @@ def apply_acme_options(settings: Settings, args: argparse.Namespace) -> None:
     if days is not None and not 0 < days <= 365:
         raise ValidationError("--acme-renew-days must be between 1 and 365")
     try:
-        bundle = check_ca_bundle(args.acme_ca_bundle, "ACME") if args.acme_ca_bundle else None
+        _bundle_option(settings, args, "acme_ca_bundle", "ACME")  # the last check: it sets on success
     except ValueError as exc:
         raise ValidationError(str(exc)) from exc
     if directory is not None:
@@ -155,10 +155,6 @@ def apply_acme_options(settings: Settings, args: argparse.Namespace) -> None:
         settings.acme_email = email
     if days is not None:
         settings.acme_renew_before = days * 86400.0
-    if args.no_acme_ca_bundle:
-        settings.acme_ca_bundle = None
-    elif bundle is not None:
-        settings.acme_ca_bundle = bundle
 
 
 def seed_registry(settings: Settings, out: Output) -> None:
