@@ -8,6 +8,9 @@
     nginx_argv, nginx_test_argv
                                the nginx command lines (pure)
 
+routerconf.acme (imported on its own: it loads certbot's `acme` library) gets certificates over
+ACME HTTP-01; the router answers the pending challenges it is given in `Site.challenges`.
+
 Errors: RouterError when nginx refuses a config (the live one keeps serving), ServiceError when nginx
 cannot be run, started or stopped; ValidationError for a bad app name.
 """

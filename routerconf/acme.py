@@ -32,7 +32,6 @@ from core.errors import AcmeError, ValidationError
 from routerconf import site
 from routerconf.site import Cert
 
-LETS_ENCRYPT: Final = "https://acme-v02.api.letsencrypt.org/directory"
 USER_AGENT: Final = "deis-appliance"
 # From the order to the issued chain; pebble without its sleep takes 1-3 s, Let's Encrypt seconds.
 ORDER_TIMEOUT: Final = 90.0
