@@ -86,6 +86,7 @@ _ENV = {
     "build_ca_bundle": "DEIS_BUILD_CA_BUNDLE",
     "build_env": "DEIS_BUILD_ENV",
     "drain_ca_bundle": "DEIS_DRAIN_CA_BUNDLE",
+    "build_uid": "DEIS_BUILD_UID",
     "max_scale_per_type": "DEIS_MAX_SCALE_PER_TYPE",
     "max_scale_per_app": "DEIS_MAX_SCALE_PER_APP",
     "router_app_connections": "DEIS_ROUTER_APP_CONNECTIONS",
@@ -136,6 +137,9 @@ class Settings:
     build_env: tuple[str, ...] = ()
     # CAs that TLS log drains (syslog+tls://, https://) are trusted by, beside the system's own.
     drain_ca_bundle: Path | None = None
+    # The unprivileged user (uid = gid) buildpacks run as, in the slugbuilder and for buildpack clones;
+    # a number no host account uses (it owns the build trees and caches under the state dir).
+    build_uid: int = 64999
     # What the log store keeps per app (`logs`): the last lines, at most this many and this many bytes.
     log_lines: int = 10_000
     log_bytes: int = 20_000_000
