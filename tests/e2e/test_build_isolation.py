@@ -24,7 +24,7 @@ RELEASE = f"#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: {SERVE}\
 
 @pytest.fixture(scope="module")
 def mallory(platform: Harness) -> Key:
-    return platform.add_user("mallory")
+    return platform.add_user("mallory-bp")  # one name per module: the platform is the session's
 
 
 def buildpack(root: Path, compile_sh: str, release_sh: str = RELEASE) -> Path:
@@ -62,22 +62,36 @@ def test_a_buildpack_cannot_make_the_host_write_through_a_symlinked_procfile(
 echo "-----> compiling as uid $(id -u) gid $(id -g), $(grep CapEff /proc/self/status)"
 rm -f "$1/Procfile"
 ln -s {victim} "$1/Procfile"
-ln -s /nowhere /out/release-00.yml 2>/dev/null || echo "-----> no link planted in /out"
-mkfifo /out/release-00.yml 2>/dev/null || echo "-----> no FIFO planted in /out"
-echo "-----> planted"
 """
     app, work = hostile_app(platform, mallory, buildpack(tmp_path, compile_sh), "bplink")
     r = platform.push(work, mallory)
-    assert r.returncode == 0, r.stderr
     assert victim.read_text() == "root's file, untouched\n"
     assert stat.S_IMODE(victim.stat().st_mode) == 0o644 and victim.stat().st_uid == 0
-    # buildpacks run as the build user, with no capability; /out is not theirs to write
+    assert r.returncode == 0, r.stderr
+    # buildpacks run as the build user, with no capability
     uid = platform.settings.build_uid
     assert f"compiling as uid {uid} gid {uid}, CapEff:\t0000000000000000" in r.stderr
-    assert "no link planted in /out" in r.stderr and "no FIFO planted in /out" in r.stderr
     # the app got the merged Procfile (fresh, from the platform), not its link
     assert platform.get(app, "/hello.txt") == (200, "hello\n")
     assert platform.get(app, "/Procfile") == (200, f"web: {SERVE}\n")
+
+
+def test_a_buildpack_cannot_plant_links_or_fifos_for_the_host_to_read(
+    platform: Harness, mallory: Key, tmp_path: Path
+) -> None:
+    """A dangling link as release YAML was "internal error: FileNotFoundError"; a FIFO would hang the
+    deploy. /out is the driver's: the buildpack cannot put anything there, and the deploy goes on."""
+    compile_sh = """#!/bin/sh
+ln -s /nowhere /out/release-00.yml 2>/dev/null || echo "-----> no link planted in /out"
+mkfifo /out/release-01.yml 2>/dev/null || echo "-----> no FIFO planted in /out"
+touch /out/failed 2>/dev/null || echo "-----> nothing planted in /out"
+"""
+    app, work = hostile_app(platform, mallory, buildpack(tmp_path, compile_sh), "bpout")
+    r = platform.push(work, mallory)
+    assert r.returncode == 0, r.stderr
+    for line in ("no link planted in /out", "no FIFO planted in /out", "nothing planted in /out"):
+        assert f"remote: -----> {line}" in r.stderr, r.stderr
+    assert platform.get(app, "/hello.txt") == (200, "hello\n")
 
 
 def test_bin_release_output_is_checked_before_use(platform: Harness, mallory: Key, tmp_path: Path) -> None:

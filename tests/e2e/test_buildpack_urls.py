@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def mallory(platform: Harness) -> Key:
-    return platform.add_user("mallory")
+    return platform.add_user("mallory-url")  # one name per module: the platform is the session's
 
 
 @pytest.fixture(scope="module")
