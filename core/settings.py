@@ -95,6 +95,7 @@ _ENV = {
     "default_pids_limit": "DEIS_DEFAULT_PIDS_LIMIT",
     "max_sessions_per_user": "DEIS_MAX_SESSIONS_PER_USER",
     "max_preauth_connections": "DEIS_MAX_PREAUTH_CONNECTIONS",
+    "max_preauth_per_address": "DEIS_MAX_PREAUTH_PER_ADDRESS",
     "release_timeout": "DEIS_RELEASE_TIMEOUT",
     "log_lines": "DEIS_LOG_LINES",
     "log_bytes": "DEIS_LOG_BYTES",
@@ -158,6 +159,7 @@ class Settings:
     # SSH: sessions one user may have open at once; connections not yet authenticated.
     max_sessions_per_user: int = 10
     max_preauth_connections: int = 64
+    max_preauth_per_address: int = 8  # of those, from one client address
     # Seconds a release phase (the Procfile's `release:`) may run before it is stopped.
     release_timeout: float = 600.0
 
