@@ -238,6 +238,8 @@ class Settings:
                 s.build_env = parse_build_env(value)
             else:
                 setattr(s, f.name, type(getattr(s, f.name))(value))
+        if s.build_uid <= 0:
+            raise ValueError(f"build_uid must be an unprivileged user's number, not {s.build_uid}")
         return s
 
     def to_dict(self) -> dict[str, object]:

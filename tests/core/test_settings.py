@@ -115,3 +115,10 @@ def test_drain_ca_bundle_option(tmp_path: Path) -> None:
     assert s.drain_ca_bundle == bundle
     apply_drain_options(s, argparse.Namespace(drain_ca_bundle=None, no_drain_ca_bundle=True))
     assert s.drain_ca_bundle is None
+
+
+def test_the_build_user_is_never_root(tmp_path: Path) -> None:
+    assert Settings.from_dict(tmp_path, {"build_uid": "60001"}).build_uid == 60001
+    for bad in ("0", "-1"):
+        with pytest.raises(ValueError, match="build_uid must be an unprivileged user's number"):
+            Settings.from_dict(tmp_path, {"build_uid": bad})
