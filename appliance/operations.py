@@ -11,7 +11,7 @@ from collections.abc import Callable
 import builders
 from appliance import pipeline
 from appliance.platform import Platform
-from core.errors import NotFound, ValidationError
+from core.errors import Conflict, NotFound, ValidationError
 from core.output import Output
 from core.records import Release
 from releaser import apps, domains, events, releases
@@ -208,6 +208,35 @@ def used_elsewhere(p: Platform, app: str) -> frozenset[str]:
     )
 
 
+def runners_of_retired(p: Platform, name: str) -> list[str]:
+    """The apps that run images of the destroyed app `name` (none when the name is free)."""
+    if not apps.retired_images(p.store, name):
+        return []
+    repo = f"{p.settings.registry}/{name}"
+    return sorted(
+        other.name
+        for other in apps.list_apps(p.store)
+        if any(
+            r.build is not None and r.build.image.startswith((f"{repo}:", f"{repo}@"))
+            for r in releases.list_releases(p.store, other.name)
+        )
+    )
+
+
+def reclaim_name(p: Platform, name: str) -> None:
+    """Before `name` is created again: refused while other apps run the images a destroyed app of
+    that name left; once none does, those images leave the registry and the name is free."""
+    if not apps.retired_images(p.store, name):
+        return
+    if runners_of_retired(p, name):
+        raise Conflict(
+            f"the name {name} is still held: other apps run images of the destroyed app {name};"
+            " choose another name"
+        )
+    builders.forget(p.settings, name)
+    apps.forget_retired(p.store, name)
+
+
 # -- destroy -----------------------------------------------------------------------------------------
 def destroy(p: Platform, app: str, out: Output, forget_source: Callable[[str], None]) -> None:
     """Remove every trace of `app`: route, instances, images (local and registry), its source
@@ -233,6 +262,7 @@ def destroy(p: Platform, app: str, out: Output, forget_source: Callable[[str], N
     out.detail(f"removed local images: {', '.join(local)}" if local else "no local images")
     out.detail(f"deleted from the registry: {', '.join(tags)}" if tags else "nothing in the registry")
     if keep:
+        apps.retire_name(p.store, app, keep)  # before the app's state goes: the name stays held
         out.detail(f"kept, other apps deployed them: {', '.join(sorted(keep))}")
     forget_source(app)
     domains.forget_app(p.store, app)

@@ -1,17 +1,15 @@
 """What every build sees of the operator's network settings (pure: tests compare them exactly).
 
 build_ca_bundle   mounted read-only at CA_TARGET in the slugbuilder and named by CA_VARS there
-                  (pip, npm/node, Python's ssl, requests, git); the host's git trusts it for
-                  third-party buildpack clones (GIT_SSL_CAINFO)
+                  (pip, npm/node, Python's ssl, requests, git), the buildpack clones' too
 build_env         KEY=VALUE defaults (mirrors, proxies): an env file of the slugbuilder (never argv);
                   app config vars (ENV_DIR) override them in the buildpacks. Proxy variables among
-                  them reach the host's buildpack clones too.
+                  them reach the buildpack clones too (builders.bpfetch).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from core.dockercli import Mount
@@ -34,13 +32,10 @@ def env_file_text(settings: Settings) -> str:
     return "".join(f"{item}\n" for item in settings.build_env)
 
 
-def host_git_env(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a buildpack clone on the host. The hook runs with GIT_DIR and git's quarantine
-    variables set: a clone must not see them. The build CA bundle and the operator's proxies apply."""
-    env = {k: v for k, v in environ.items() if not k.startswith("GIT_")}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    if settings.build_ca_bundle is not None:
-        env["GIT_SSL_CAINFO"] = str(settings.build_ca_bundle)
+def proxy_env(settings: Settings) -> dict[str, str]:
+    """The operator's proxy variables (from build_env): a buildpack clone gets these and nothing else
+    of the build env (mirror tokens and the like are for the compile)."""
+    env = {}
     for item in settings.build_env:
         key, _, value = item.partition("=")
         if key in PROXY_VARS:

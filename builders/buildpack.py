@@ -2,14 +2,19 @@
 
     export the commit   -> WORK/app                     (git archive, on the host)
     choose buildpacks   -> BUILDPACK_URL, else .buildpacks, else the built-ins, first to detect wins
-    fetch them          -> git clone on the host (http(s), file://, a host path; URL#ref), trusting the
-                           operator's build CA bundle (builders.buildenv)
+    fetch them          -> cloned in a container as the build user, no credentials (builders.bpfetch)
     compile             -> an ephemeral slugbuilder container runs bin/detect, bin/compile
                            BUILD_DIR CACHE_DIR ENV_DIR and bin/release of each (slugbuilder/build),
                            with the CA bundle mounted read-only and the operator's build env file;
                            the buildpacks install from PyPI / npm (or the mirrors named)
     slug                -> WORK/slug.tgz, the compiled /app ("Compiled slug size is N")
     image               -> slugrunner + the slug (a docker build of a two-file context), pushed
+
+The buildpacks are the tenant's code: they run as the unprivileged build user (settings.build_uid) with
+no capability, no-new-privileges and a pids limit; that user owns WORK/app and the cache, never WORK/out
+(the driver's, root's). The host reads back only /out/release-NN.yml (builders.buildfs.read_output:
+no symlink, no FIFO, bounded, then checked), writes the merged Procfile fresh into WORK/meta (never into
+the tree the build had) and strips the cache of setuid/setgid bits and special files after each build.
 
 Config vars reach the compile only through ENV_DIR, one file per var holding its exact bytes.
 Each app's CACHE_DIR (STATE_DIR/cache/APP) survives between builds; `builds:purge-cache` empties it.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -27,16 +33,16 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from builders import buildenv, source, stacks
+from builders import bpfetch, buildenv, buildfs, buildrun, source, stacks
 from core import dockercli
 from core.dockercli import Mount
-from core.errors import BuildError, ServiceError, ValidationError
+from core.errors import BuildError, ValidationError
+from core.names import PROCESS_TYPE_RE
 from core.output import Output
 from core.settings import Settings
 
@@ -48,6 +54,10 @@ STACK = "bookworm"
 LABEL_BUILD = "io.deis.build"
 # The driver's exit statuses (slugbuilder/build).
 NOT_DETECTED, COMPILE_FAILED, RELEASE_FAILED = 100, 101, 102
+RELEASE_LIMIT = 64 << 10  # bytes of bin/release output the host reads
+RELEASE_KEY = re.compile(r"[a-z][a-z0-9_-]*")
+# The driver's only capabilities: to become the build user (slugbuilder/build).
+DRIVER_CAPS = ("SETUID", "SETGID")
 
 
 @dataclass(frozen=True)
@@ -74,11 +84,10 @@ def parse_buildpack(text: str) -> Buildpack:
         raise ValidationError(
             f"invalid buildpack {text!r}: expected a git URL or path, with an optional #ref"
         )
-    if not url.startswith(("http://", "https://", "file://", "/", "git://", "ssh://")):
-        raise ValidationError(
-            f"invalid buildpack {text!r}: use http(s)://, file:// or an absolute path"
-            f" (or a built-in: {', '.join(BUILTIN_ORDER)})"
-        )
+    try:
+        bpfetch.check_url(url, text)
+    except ValidationError as exc:
+        raise ValidationError(f"{exc.message} (or a built-in: {', '.join(BUILTIN_ORDER)})") from exc
     if ref.startswith("-"):
         raise ValidationError(f"invalid buildpack ref {ref!r}")
     return Buildpack(name=text, url=url, ref=ref)
@@ -105,14 +114,6 @@ def choose(config: dict[str, str], buildpacks_file: str | None) -> tuple[str, li
     return "auto", [Buildpack(name=n, path=BUILTIN_DIR / n) for n in BUILTIN_ORDER]
 
 
-def clone_argv(url: str, dest: Path) -> list[str]:
-    return ["git", "clone", "--quiet", "--", url, str(dest)]
-
-
-def checkout_argv(dest: Path, ref: str) -> list[str]:
-    return ["git", "-C", str(dest), "checkout", "--quiet", "--detach", ref, "--"]
-
-
 def builder_argv(
     container: str,
     image: str,
@@ -125,9 +126,12 @@ def builder_argv(
     platform: str,
     ca_bundle: str | None = None,
     env_file: str | None = None,
+    uid: int = 64999,
+    pids_limit: int | None = None,
 ) -> list[str]:
     """The ephemeral slugbuilder container (pure: tests compare it exactly). `ca_bundle` (a host file)
-    is mounted read-only and named by buildenv.CA_VARS; `env_file` holds the operator's build env."""
+    is mounted read-only and named by buildenv.CA_VARS; `env_file` holds the operator's build env.
+    The driver starts as root without capabilities but DRIVER_CAPS; the buildpacks run as `uid`."""
     ca = buildenv.ca_mount_and_env(ca_bundle)
     mounts = [
         Mount(str(work / "app"), "/app"),
@@ -144,10 +148,15 @@ def builder_argv(
             command=["/builder/build", mode, *names],
             name=container,
             labels={"io.deis.platform": platform, LABEL_BUILD: container},
-            env={"STACK": STACK, "SOURCE_VERSION": sha, **ca[1]},
+            env={"STACK": STACK, "SOURCE_VERSION": sha, "BUILD_UID": str(uid), **ca[1]},
             mounts=mounts,
             env_file=env_file,
             pull_never=True,
+            user="0:0",
+            cap_drop=["ALL"],
+            cap_add=list(DRIVER_CAPS),
+            security_opt=["no-new-privileges"],
+            pids_limit=pids_limit,
         )
     )
 
@@ -158,23 +167,39 @@ def env_files(config: dict[str, str]) -> dict[str, bytes]:
 
 
 def process_types(releases: list[str], procfile: dict[str, str]) -> dict[str, str]:
-    """bin/release's `default_process_types` (later buildpacks win), then the Procfile over them."""
+    """bin/release's `default_process_types` (later buildpacks win), then the Procfile over them.
+    The YAML is the tenant's: its keys and process types must match RELEASE_KEY / PROCESS_TYPE_RE and
+    every command be one line of text, or the build stops with one line saying which."""
     merged: dict[str, str] = {}
     for text in releases:
-        try:
-            doc = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as exc:
-            raise BuildError(f"bin/release printed invalid YAML: {str(exc).splitlines()[0]}") from exc
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            raise BuildError("bin/release printed YAML that is not a mapping")
+        doc = _release_doc(text)
         defaults = doc.get("default_process_types") or {}
         if not isinstance(defaults, dict):
             raise BuildError("bin/release's default_process_types is not a mapping")
-        merged.update({str(k): str(v) for k, v in defaults.items()})
+        for ptype, command in defaults.items():
+            if not isinstance(ptype, str) or not PROCESS_TYPE_RE.fullmatch(ptype):
+                raise BuildError(f"bin/release names an invalid process type {str(ptype)[:40]!r}")
+            if not isinstance(command, str) or not command.strip() or any(c in command for c in "\0\r\n"):
+                raise BuildError(f"bin/release's command for {ptype} is not one line of text")
+            merged[ptype] = command.strip()
     merged.update(procfile)
     return merged
+
+
+def _release_doc(text: str) -> dict[str, object]:
+    try:
+        doc = yaml.safe_load(text) if text.strip() else None
+    except (yaml.YAMLError, RecursionError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "nested too deeply"
+        raise BuildError(f"bin/release printed invalid YAML: {first[:200]}") from exc
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise BuildError("bin/release printed YAML that is not a mapping")
+    for key in doc:
+        if not isinstance(key, str) or not RELEASE_KEY.fullmatch(key):
+            raise BuildError(f"bin/release printed an invalid key {str(key)[:40]!r}")
+    return doc
 
 
 def procfile_text(procs: dict[str, str]) -> str:
@@ -219,73 +244,16 @@ class Slug:
     procfile: dict[str, str]  # every process type, `release` included
 
 
-def check_local(url: str, allowed: list[Path], state_dir: Path) -> None:
-    """A buildpack on the host (file:// or a path) must live under a directory the operator allowed
-    (DEIS_LOCAL_BUILDPACKS), never in the platform's state: otherwise any app user could have host
-    files (keys, other apps' repos) copied into their build."""
-    if not url.startswith(("/", "file://")):
-        return
-    path = Path(os.path.realpath(url.removeprefix("file://")))
-    state = Path(os.path.realpath(state_dir))
-    inside = [root for root in allowed if path.is_relative_to(os.path.realpath(root))]
-    if not inside or path.is_relative_to(state):
-        raise BuildError(
-            f"buildpack {url} is on the host outside the directories allowed for local buildpacks"
-            " (DEIS_LOCAL_BUILDPACKS); use a git URL"
-        )
-
-
-def fetch(bp: Buildpack, dest: Path, out: Output, git_env: dict[str, str]) -> Path:
-    """A buildpack's directory on the host: a built-in as it is, anything else cloned (or copied)."""
-    if bp.path is not None:
-        return bp.path
-    out.step(f"Fetching buildpack {bp.name}")
-    local = Path(bp.url)
-    if bp.url.startswith("/") and local.is_dir() and not (local / ".git").exists() and not bp.ref:
-        # A plain directory on the host (no git repository): used as it is.
-        shutil.copytree(local, dest, symlinks=True)
-        return dest
-    for argv in [clone_argv(bp.url, dest)] + ([checkout_argv(dest, bp.ref)] if bp.ref else []):
-        r = subprocess.run(
-            argv, env=git_env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
-        )
-        if r.returncode != 0:
-            why = (r.stderr.strip().splitlines() or ["git failed"])[-1]
-            raise BuildError(f"cannot fetch buildpack {bp.name}: {why}")
-    return dest
-
-
-def _export(src: source.Source, dest: Path) -> None:
+def _export(src: source.Source, dest: Path, uid: int) -> None:
     dest.mkdir(parents=True)
     src.extract(dest)  # streamed to disk: a push may unpack to as much as the push size limit
+    buildfs.hand_over(dest, uid)  # the build user's: bin/compile works in it
 
 
 def _write_env(env_dir: Path, config: dict[str, str]) -> None:
     env_dir.mkdir()
     for key, data in env_files(config).items():
         (env_dir / key).write_bytes(data)
-
-
-def _run_streamed(argv: list[str], emit: Callable[[str], None], container: str) -> int:
-    """Run the builder attached, relaying its output line by line; remove it if we are interrupted."""
-    try:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-    except FileNotFoundError as exc:
-        raise ServiceError("docker not found (install the docker.io package)") from exc
-    assert proc.stdout is not None
-    try:
-        for raw in proc.stdout:
-            emit(raw.decode("utf-8", "replace").rstrip("\n"))
-        return proc.wait()
-    except BaseException:
-        subprocess.run(
-            dockercli.remove_force(container), capture_output=True, stdin=subprocess.DEVNULL, check=False
-        )
-        proc.kill()
-        proc.wait()
-        raise
 
 
 def compile_slug(
@@ -303,8 +271,7 @@ def compile_slug(
     procfile_src = src.read_file("Procfile") if "Procfile" in files else None
     procfile = source.parse_procfile(procfile_src) if procfile_src else {}
     paths = _prepare(settings, src, config, chosen, work, out)
-    cache = cache_dir(settings, app)
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = _open_cache(settings, app)
     container = f"deis-build-{app}-{uuid.uuid4().hex[:8]}"
     argv = builder_argv(
         container,
@@ -318,10 +285,25 @@ def compile_slug(
         str(settings.state_dir),
         ca_bundle=os.path.realpath(settings.build_ca_bundle) if settings.build_ca_bundle else None,
         env_file=_env_file(settings, work),
+        uid=settings.build_uid,
+        pids_limit=settings.default_pids_limit or None,
     )
-    _check_exit(_run_streamed(argv, out.line, container), mode, chosen, work)
-    procs = _discover(work, procfile, out)
+    try:
+        code = buildrun.run_streamed(argv, out.line, container, settings.build_timeout)
+    finally:
+        buildfs.sanitize(cache, settings.build_uid)  # whatever the build left there, even if it failed
+    _check_exit(code, mode, chosen, work)
+    procs = _discover(work, procfile, len(chosen), out)
     return _pack(work, procs, out)
+
+
+def _open_cache(settings: Settings, app: str) -> Path:
+    """The app's cache dir, the build user's. One an earlier (root) build left is handed over first."""
+    cache = cache_dir(settings, app)
+    cache.mkdir(parents=True, exist_ok=True)
+    if cache.lstat().st_uid != settings.build_uid:
+        buildfs.sanitize(cache, settings.build_uid)
+    return cache
 
 
 def _env_file(settings: Settings, work: Path) -> str | None:
@@ -337,16 +319,20 @@ def _prepare(
     work: Path,
     out: Output,
 ) -> list[Path]:
-    """WORK/app (the commit), WORK/env (ENV_DIR), WORK/out, and the buildpacks' directories."""
-    _export(src, work / "app")
-    _write_env(work / "env", config)
-    (work / "out").mkdir()
+    """WORK/app (the commit, the build user's), WORK/env (ENV_DIR), WORK/out (the driver's), and the
+    buildpacks' directories (local ones are checked before anything is fetched)."""
     allowed = [Path(p) for p in settings.local_buildpacks.split(":") if p]
     for bp in chosen:
         if bp.url:
-            check_local(bp.url, allowed, settings.state_dir)
-    git_env = buildenv.host_git_env(settings, os.environ)
-    return [fetch(bp, work / f"buildpack-{i:02d}", out, git_env) for i, bp in enumerate(chosen)]
+            bpfetch.check_local(bp.url, allowed, settings.state_dir)
+    _export(src, work / "app", settings.build_uid)
+    _write_env(work / "env", config)
+    (work / "out").mkdir(mode=0o755)
+    return [
+        bp.path if bp.path is not None else
+        bpfetch.fetch(settings, bp.name, bp.url, bp.ref, work / f"buildpack-{i:02d}", out)
+        for i, bp in enumerate(chosen)
+    ]  # fmt: skip
 
 
 def _check_exit(code: int, mode: str, chosen: list[Buildpack], work: Path) -> None:
@@ -382,13 +368,21 @@ def _read_small(path: Path, limit: int = 4096) -> str:
         return " ".join(f.read(limit).decode("utf-8", "replace").split())
 
 
-def _discover(work: Path, procfile: dict[str, str], out: Output) -> dict[str, str]:
-    """The process types: the buildpacks' defaults (bin/release), then the Procfile over them."""
-    releases = [p.read_text(errors="replace") for p in sorted((work / "out").glob("release-*.yml"))]
+def _discover(work: Path, procfile: dict[str, str], count: int, out: Output) -> dict[str, str]:
+    """The process types: the buildpacks' defaults (bin/release), then the Procfile over them. The
+    merged Procfile is written fresh to WORK/meta, a directory no build ever saw."""
+    releases = []
+    for i in range(count):
+        data = buildfs.read_output(
+            work / "out" / f"release-{i:02d}.yml", RELEASE_LIMIT, "bin/release's output"
+        )
+        if data is not None:
+            releases.append(data.decode("utf-8", "replace"))
     procs = process_types(releases, procfile)
     if not {p for p in procs if p != "release"}:
         raise BuildError("the app declares no process types: add a Procfile (for example `web: COMMAND`)")
-    (work / "app" / "Procfile").write_text(procfile_text(procs))
+    (work / "meta").mkdir()
+    (work / "meta" / "Procfile").write_text(procfile_text(procs))
     out.step("Discovering process types")
     out.detail(f"Procfile declares types -> {', '.join(sorted(procfile)) if procfile else '(none)'}")
     defaults = sorted(set(procs) - set(procfile))
@@ -397,11 +391,21 @@ def _discover(work: Path, procfile: dict[str, str], out: Output) -> dict[str, st
     return procs
 
 
+def slug_tar_argv(work: Path) -> list[str]:
+    """The slug: the compiled tree (no symlink followed, owned by root, no setuid/setgid bit) without
+    its own top-level Procfile, then the merged one from WORK/meta."""
+    return [
+        "tar", "-czf", str(work / "slug.tgz"), "--owner=0", "--group=0", "--numeric-owner",
+        "--mode=ug-s", "--anchored", "--exclude=./Procfile",
+        "-C", str(work / "app"), ".", "-C", str(work / "meta"), "Procfile",
+    ]  # fmt: skip
+
+
 def _pack(work: Path, procs: dict[str, str], out: Output) -> Slug:
     slug = work / "slug.tgz"
     out.step("Compiling slug")
     r = subprocess.run(
-        ["tar", "-C", str(work / "app"), "-czf", str(slug), "."],
+        slug_tar_argv(work),
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,

@@ -93,6 +93,7 @@ _ENV = {
     "acme_check_interval": "DEIS_ACME_CHECK_INTERVAL",
     "acme_retry_min": "DEIS_ACME_RETRY_MIN",
     "acme_retry_max": "DEIS_ACME_RETRY_MAX",
+    "build_uid": "DEIS_BUILD_UID",
     "max_scale_per_type": "DEIS_MAX_SCALE_PER_TYPE",
     "max_scale_per_app": "DEIS_MAX_SCALE_PER_APP",
     "router_app_connections": "DEIS_ROUTER_APP_CONNECTIONS",
@@ -101,6 +102,7 @@ _ENV = {
     "default_pids_limit": "DEIS_DEFAULT_PIDS_LIMIT",
     "max_sessions_per_user": "DEIS_MAX_SESSIONS_PER_USER",
     "max_preauth_connections": "DEIS_MAX_PREAUTH_CONNECTIONS",
+    "max_preauth_per_address": "DEIS_MAX_PREAUTH_PER_ADDRESS",
     "release_timeout": "DEIS_RELEASE_TIMEOUT",
     "log_lines": "DEIS_LOG_LINES",
     "log_bytes": "DEIS_LOG_BYTES",
@@ -154,6 +156,9 @@ class Settings:
     acme_check_interval: float = 3600.0
     acme_retry_min: float = 300.0
     acme_retry_max: float = 86400.0
+    # The unprivileged user (uid = gid) buildpacks run as, in the slugbuilder and for buildpack clones;
+    # a number no host account uses (it owns the build trees and caches under the state dir).
+    build_uid: int = 64999
     # What the log store keeps per app (`logs`): the last lines, at most this many and this many bytes.
     log_lines: int = 10_000
     log_bytes: int = 20_000_000
@@ -172,6 +177,7 @@ class Settings:
     # SSH: sessions one user may have open at once; connections not yet authenticated.
     max_sessions_per_user: int = 10
     max_preauth_connections: int = 64
+    max_preauth_per_address: int = 8  # of those, from one client address
     # Seconds a release phase (the Procfile's `release:`) may run before it is stopped.
     release_timeout: float = 600.0
 
@@ -255,6 +261,8 @@ class Settings:
                 s.build_env = parse_build_env(value)
             else:
                 setattr(s, f.name, type(getattr(s, f.name))(value))
+        if s.build_uid <= 0:
+            raise ValueError(f"build_uid must be an unprivileged user's number, not {s.build_uid}")
         return s
 
     def to_dict(self) -> dict[str, object]:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Protocol, cast
 
 import asyncssh
 
@@ -36,22 +36,49 @@ AUTH_THREADS = 8  # key lookups run here, never behind commands in the sessions'
 
 class Gate:
     """What the server counts itself (asyncssh has no such limits): connections that have not
-    authenticated yet, and each user's open sessions. Used on the event loop only."""
+    authenticated yet, and each user's open sessions. Used on the event loop only.
 
-    def __init__(self, max_preauth: int, max_sessions: int) -> None:
+    Each client address is sure of `max_preauth_per_address` of the `max_preauth` slots. A burst from
+    one address may take more while they are free; once all are taken, a newcomer from an address
+    under its share closes the oldest waiting connection of an address over its share. So one
+    address that opens connections and never authenticates cannot lock everyone else out."""
+
+    def __init__(self, max_preauth: int, max_sessions: int, max_preauth_per_address: int = 0) -> None:
         self.max_preauth = max_preauth
+        self.max_per_address = max_preauth_per_address or max_preauth
         self.max_sessions = max_sessions
-        self.preauth = 0
+        self.waiting: dict[str, list[Evictable]] = {}  # address -> its connections, oldest first
         self.sessions: dict[str, int] = {}
 
-    def admit_connection(self) -> bool:
+    @property
+    def preauth(self) -> int:
+        return sum(len(v) for v in self.waiting.values())
+
+    def admit_connection(self, address: str, conn: Evictable) -> bool:
         if self.preauth >= self.max_preauth:
-            return False
-        self.preauth += 1
+            victim = self._victim(address)
+            if victim is None:
+                return False
+            victim[1].evict()
+            self.authenticated(*victim)
+        self.waiting.setdefault(address, []).append(conn)
         return True
 
-    def authenticated(self) -> None:
-        self.preauth = max(0, self.preauth - 1)
+    def _victim(self, address: str) -> tuple[str, Evictable] | None:
+        if len(self.waiting.get(address, ())) >= self.max_per_address:
+            return None  # the newcomer's address has its share already
+        top = max(self.waiting, key=lambda a: len(self.waiting[a]), default=None)
+        if top is None or len(self.waiting[top]) <= self.max_per_address:
+            return None
+        return top, self.waiting[top][0]
+
+    def authenticated(self, address: str, conn: Evictable) -> None:
+        """`conn` waits no more (it authenticated, or went away); twice is harmless."""
+        left = [c for c in self.waiting.get(address, ()) if c is not conn]
+        if left:
+            self.waiting[address] = left
+        else:
+            self.waiting.pop(address, None)
 
     def open_session(self, user: str) -> bool:
         if self.sessions.get(user, 0) >= self.max_sessions:
@@ -65,6 +92,10 @@ class Gate:
             self.sessions[user] = left
         else:
             self.sessions.pop(user, None)
+
+
+class Evictable(Protocol):
+    def evict(self) -> None: ...
 
 
 def ensure_host_key(path: Path) -> asyncssh.SSHKey:
@@ -90,12 +121,21 @@ class _Auth(asyncssh.SSHServer):
         self.failures = 0
         self.conn: asyncssh.SSHServerConnection | None = None
         self.counted = False  # among the gate's not-yet-authenticated connections
+        self.address = ""  # the client's, as the gate counts it
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
-        self.counted = self.gate.admit_connection()
+        peer = conn.get_extra_info("peername")
+        self.address = str(peer[0]) if peer else ""
+        self.counted = self.gate.admit_connection(self.address, self)
         if not self.counted:
             conn.close()  # too many connections are still authenticating
+
+    def evict(self) -> None:
+        """The gate gives this one's slot to a newcomer from another address."""
+        self.counted = False
+        if self.conn is not None:
+            self.conn.close()
 
     def auth_completed(self) -> None:
         self._uncount()
@@ -106,7 +146,7 @@ class _Auth(asyncssh.SSHServer):
     def _uncount(self) -> None:
         if self.counted:
             self.counted = False
-            self.gate.authenticated()
+            self.gate.authenticated(self.address, self)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -170,7 +210,11 @@ class Appliance:
         self.platform = platform
         self.settings = platform.settings
         self.store = platform.store
-        self.gate = Gate(self.settings.max_preauth_connections, self.settings.max_sessions_per_user)
+        self.gate = Gate(
+            self.settings.max_preauth_connections,
+            self.settings.max_sessions_per_user,
+            self.settings.max_preauth_per_address,
+        )
         self.auth_pool = ThreadPoolExecutor(max_workers=AUTH_THREADS, thread_name_prefix="ssh-auth")
 
     @property

@@ -212,6 +212,23 @@ def destroy_app(store: Store, name: str) -> None:
     store.delete(f"apps/{name}", recursive=True)
 
 
+# -- destroyed names whose images other apps still run -------------------------------------------
+# A destroyed app's images that other apps deployed (builds:create) stay in the registry under its
+# name. Until none runs them the name is held (a new owner's build could take the same tag, and the
+# old app's code would be theirs to deploy); `retired/NAME` lists them.
+def retire_name(store: Store, name: str, images: frozenset[str]) -> None:
+    store.put(f"retired/{name}", {"images": sorted(images), "destroyed": time.time()})
+
+
+def retired_images(store: Store, name: str) -> list[str]:
+    record = store.get(f"retired/{name}")
+    return list(record["images"]) if record else []
+
+
+def forget_retired(store: Store, name: str) -> None:
+    store.delete(f"retired/{name}")
+
+
 # -- permissions ---------------------------------------------------------------------------------
 def collaborators(store: Store, app: str) -> list[str]:
     return sorted(store.children(f"apps/{app}/perms"))

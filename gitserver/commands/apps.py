@@ -46,6 +46,7 @@ def apps_list(ctx: Context, args: argparse.Namespace) -> int:
 def create_app(ctx: Context, name: str) -> App:
     """Create an app owned by the caller, with its repo and initial release v1."""
     check_app(name)
+    operations.reclaim_name(ctx.platform, name)
     app = apps.create_app(ctx.store, name, ctx.user.name)
     repos.ensure_repo(ctx.settings, name)
     releases.initial(ctx.store, name, ctx.user.name)
@@ -145,6 +146,7 @@ def authorize_push(ctx: Context, app_name: str) -> App:
     check_app(app_name)
     app = apps.get_app(ctx.store, app_name)
     if app is None:
+        operations.reclaim_name(ctx.platform, app_name)  # its Conflict is not the creation race below
         try:
             return create_app(ctx, app_name)
         except Conflict:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from appliance import operations
 from builders import image, source
-from core.errors import ValidationError
+from core.errors import PermissionDenied, ValidationError
 from gitserver.commands.base import Context, command, when
 from releaser import apps, releases
 
@@ -71,10 +72,20 @@ def builds_create(ctx: Context, args: argparse.Namespace) -> int:
     if any("\n" in p for p in args.procfile):
         raise ValidationError("give each process type as its own --procfile 'TYPE: COMMAND'")
     procfile = source.parse_procfile("\n".join(args.procfile))
-    owner_app = apps.get_app(ctx.store, image.parse_reference(ctx.settings, args.image).repository)
+    repository = image.parse_reference(ctx.settings, args.image).repository
+    owner_app = apps.get_app(ctx.store, repository)
     if owner_app is not None:
         # Another app's build images are that app's code (and maybe secrets): its people only.
         apps.authorize(ctx.store, ctx.user, owner_app.name)
+    if apps.retired_images(ctx.store, repository):
+        # A destroyed app's images: the people of the apps that still run them only (none: nobody).
+        running = operations.runners_of_retired(ctx.platform, repository)
+        runners = [apps.require_app(ctx.store, a) for a in running]
+        if not any(apps.can_access(ctx.store, ctx.user, a) for a in runners):
+            raise PermissionDenied(
+                f"image {args.image} is of the destroyed app {repository}: only the people of the apps"
+                " that run it may deploy it"
+            )
     with ctx.lock(app.name):
         build = image.import_image(ctx.settings, args.image, procfile, ctx.user.name, ctx.out)
         ctx.new_release(

@@ -3,7 +3,9 @@ and the runner's entry point."""
 
 from __future__ import annotations
 
+import re
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -26,10 +28,33 @@ def test_parse_buildpack_builtin_url_path_and_ref() -> None:
     assert buildpack.parse_buildpack("file:///srv/bp#abc123").ref == "abc123"
 
 
-@pytest.mark.parametrize("text", ["", "#v1", "relative/path", "ftp://x/bp", "/srv/bp#--upload-pack=x"])
-def test_parse_buildpack_refuses(text: str) -> None:
-    with pytest.raises(ValidationError):
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "expected a git URL or path"),
+        ("#v1", "expected a git URL or path"),
+        ("relative/path", "use https://, http://, git://, file:///PATH or an absolute path"),
+        ("ftp://x/bp", "use https://, http://, git://"),
+        ("ext::sh -c touch% /tmp/pwned", "use https://, http://, git://"),
+        ("/srv/bp#--upload-pack=x", "invalid buildpack ref"),
+        ("ssh://git@github.com/x/bp.git", "ssh clones are not supported"),
+        ("git@github.com:x/bp.git", "ssh clones are not supported"),
+        ("file://evil.example.com/srv/bp", "a file:// URL names no host; write file:///PATH"),
+        ("file://localhost/srv/bp", "a file:// URL names no host"),
+        ("file://srv/bp", "a file:// URL names no host"),
+        ("file:///srv/%2e%2e/etc", "without % escapes"),
+        ("https:///bp.git", "the URL names no host"),
+    ],
+)
+def test_parse_buildpack_refuses(text: str, says: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(says)) as caught:
         buildpack.parse_buildpack(text)
+    assert "\n" not in str(caught.value)
+
+
+def test_parse_buildpack_takes_the_remote_schemes_and_local_paths() -> None:
+    for url in ("https://h/bp.git", "http://h:8080/bp", "git://h/bp.git", "file:///srv/bp", "/srv/bp"):
+        assert buildpack.parse_buildpack(url + "#v1") == Buildpack(url + "#v1", url=url, ref="v1")
 
 
 def test_choose_buildpack_url_then_buildpacks_file_then_builtins() -> None:
@@ -39,21 +64,6 @@ def test_choose_buildpack_url_then_buildpacks_file_then_builtins() -> None:
     assert (mode, [b.name for b in chosen]) == ("all", ["nodejs", "https://h/bp.git#main"])
     mode, chosen = buildpack.choose({"BUILDPACK_URL": " "}, "\n# empty\n")
     assert (mode, [b.name for b in chosen]) == ("auto", ["python", "nodejs", "static", "procfile"])
-
-
-def test_git_argvs() -> None:
-    dest = Path("/w/buildpack-00")
-    assert buildpack.clone_argv("file:///bp", dest) == [
-        "git",
-        "clone",
-        "--quiet",
-        "--",
-        "file:///bp",
-        str(dest),
-    ]
-    assert buildpack.checkout_argv(dest, "v1") == [
-        "git", "-C", str(dest), "checkout", "--quiet", "--detach", "v1", "--",
-    ]  # fmt: skip
 
 
 def test_builder_argv() -> None:
@@ -68,15 +78,19 @@ def test_builder_argv() -> None:
         "all",
         "c0ffee",
         "/s",
+        pids_limit=512,
     )
     assert argv == [
         "docker", "run", "--rm", "--pull", "never", "--name", "deis-build-app-1",
         "--label", "io.deis.platform=/s", "--label", "io.deis.build=deis-build-app-1",
+        # the driver as root with only the capabilities to become the build user, which runs the buildpacks
+        "--user", "0:0", "--cap-drop", "ALL", "--cap-add", "SETUID", "--cap-add", "SETGID",
+        "--security-opt", "no-new-privileges", "--pids-limit", "512",
         "-v", "/s/builds/build-x/app:/app", "-v", "/s/cache/app:/cache",
         "-v", "/s/builds/build-x/env:/env:ro",
         "-v", "/s/builds/build-x/out:/out", "-v", f"{buildpack.DRIVER}:/builder/build:ro",
         "-v", "/bp/a:/buildpacks/00:ro", "-v", "/bp/b:/buildpacks/01:ro",
-        "-e", "STACK=bookworm", "-e", "SOURCE_VERSION=c0ffee",
+        "-e", "STACK=bookworm", "-e", "SOURCE_VERSION=c0ffee", "-e", "BUILD_UID=64999",
         "img", "/builder/build", "all", "a", "b",
     ]  # fmt: skip
 
@@ -92,14 +106,14 @@ def test_builder_argv_with_the_build_ca_bundle_and_env_file() -> None:
         f"{buildpack.DRIVER}:/builder/build:ro",
         "-v", f"/etc/ssl/certs/ca-certificates.crt:{ca}:ro",
         "--env-file", "/w/build.env",
-        "-e", "STACK=bookworm", "-e", "SOURCE_VERSION=sha",
+        "-e", "STACK=bookworm", "-e", "SOURCE_VERSION=sha", "-e", "BUILD_UID=64999",
         "-e", f"PIP_CERT={ca}", "-e", f"NODE_EXTRA_CA_CERTS={ca}", "-e", f"SSL_CERT_FILE={ca}",
         "-e", f"GIT_SSL_CAINFO={ca}", "-e", f"REQUESTS_CA_BUNDLE={ca}",
         "img", "/builder/build", "auto",
     ]  # fmt: skip
 
 
-def test_build_env_file_and_host_git_env(tmp_path: Path) -> None:
+def test_build_env_file_and_the_clones_proxy_env(tmp_path: Path) -> None:
     s = Settings(
         state_dir=tmp_path,
         build_ca_bundle=Path("/etc/my-ca.pem"),
@@ -109,16 +123,10 @@ def test_build_env_file_and_host_git_env(tmp_path: Path) -> None:
     assert path is not None
     assert path.read_text() == "PIP_INDEX_URL=https://mirror/simple\nhttps_proxy=http://proxy:3128\n"
     assert path.stat().st_mode & 0o777 == 0o600
-    env = buildenv.host_git_env(s, {"GIT_DIR": ".", "GIT_QUARANTINE_PATH": "q", "PATH": "/bin"})
-    assert env == {
-        "PATH": "/bin",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_SSL_CAINFO": "/etc/my-ca.pem",
-        "https_proxy": "http://proxy:3128",
-    }
+    assert buildenv.proxy_env(s) == {"https_proxy": "http://proxy:3128"}  # no mirror token
     s.build_env, s.build_ca_bundle = (), None
     assert buildenv.write_env_file(s, tmp_path / "none.env") is None
-    assert buildenv.host_git_env(s, {}) == {"GIT_TERMINAL_PROMPT": "0"}
+    assert buildenv.proxy_env(s) == {}
 
 
 def test_env_files_keep_exact_bytes() -> None:
@@ -146,10 +154,52 @@ def test_process_types_merge_defaults_and_procfile() -> None:
     assert buildpack.process_types(releases, {"web": "mine"})["web"] == "mine"
 
 
-@pytest.mark.parametrize("text", ["web: [unclosed", "- a list", "default_process_types: [web]"])
-def test_process_types_refuse_bad_release_yaml(text: str) -> None:
-    with pytest.raises(BuildError):
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("web: [unclosed", "bin/release printed invalid YAML"),
+        ("- a list", "not a mapping"),
+        ("default_process_types: [web]", "default_process_types is not a mapping"),
+        ("Config_Vars: {}", "invalid key 'Config_Vars'"),
+        ("default_process_types:\n  ../../etc: x\n", "invalid process type '../../etc'"),
+        ("default_process_types:\n  WEB: x\n", "invalid process type 'WEB'"),
+        ("default_process_types:\n  7: x\n", "invalid process type '7'"),
+        ("default_process_types:\n  web: |\n    a\n    worker: evil\n", "not one line of text"),
+        ("default_process_types:\n  web: [a, b]\n", "not one line of text"),
+        ("default_process_types:\n  web: ''\n", "not one line of text"),
+        ("[" * 5000, "bin/release printed invalid YAML"),  # nested past Python's recursion limit
+    ],
+)
+def test_process_types_refuse_bad_release_yaml(text: str, says: str) -> None:
+    with pytest.raises(BuildError, match=re.escape(says)) as caught:
         buildpack.process_types([text], {})
+    assert "\n" not in str(caught.value)
+
+
+def test_slug_tar_argv_leaves_the_builds_procfile_out_and_adds_the_merged_one() -> None:
+    assert buildpack.slug_tar_argv(Path("/w")) == [
+        "tar", "-czf", "/w/slug.tgz", "--owner=0", "--group=0", "--numeric-owner",
+        "--mode=ug-s", "--anchored", "--exclude=./Procfile",
+        "-C", "/w/app", ".", "-C", "/w/meta", "Procfile",
+    ]  # fmt: skip
+
+
+def test_the_slug_never_carries_the_builds_procfile_or_a_setuid_bit(tmp_path: Path) -> None:
+    """Run the real tar over a tree a hostile build left: a symlinked Procfile, a setuid file."""
+    (tmp_path / "app" / "lib").mkdir(parents=True)
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "app" / "Procfile").symlink_to("/etc/passwd")
+    (tmp_path / "app" / "lib" / "Procfile").write_text("a file of the app's own\n")
+    (tmp_path / "app" / "suid").write_text("#!/bin/sh\n")
+    (tmp_path / "app" / "suid").chmod(0o6755)
+    (tmp_path / "meta" / "Procfile").write_text("web: run\n")
+    subprocess.run(buildpack.slug_tar_argv(tmp_path), check=True)
+    with tarfile.open(tmp_path / "slug.tgz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert members["Procfile"].isfile() and "./Procfile" not in members
+        assert tar.extractfile("Procfile").read() == b"web: run\n"  # type: ignore[union-attr]
+        assert "./lib/Procfile" in members
+    assert members["./suid"].mode == 0o755 and members["./suid"].uid == 0
 
 
 def test_procfile_text_and_slug_dockerfile() -> None:
@@ -276,20 +326,3 @@ def test_release_spec() -> None:
     assert spec.env["DYNO"] == "release.1" and spec.env["K"] == "v" and spec.env["DEIS_RELEASE"] == "v3"
     spec = release_phase.release_spec(deployment(release_command="migrate"))
     assert spec is not None and spec.command == ["/bin/sh", "-c", "migrate"]
-
-
-def test_local_buildpacks_only_from_allowed_directories(tmp_path: Path) -> None:
-    from builders.buildpack import check_local
-    from core.errors import BuildError
-
-    allowed, state = tmp_path / "bps", tmp_path / "bps" / "state"
-    (allowed / "mine").mkdir(parents=True)
-    state.mkdir()
-    check_local(f"file://{allowed / 'mine'}", [allowed], state)
-    check_local(str(allowed / "mine"), [allowed], state)
-    check_local("https://example.com/bp.git", [], state)  # remote URLs are not host files
-    for bad in (str(state / "repos" / "other.git"), "/etc", f"file://{allowed}/../../etc", "/var/lib/deis"):
-        with pytest.raises(BuildError, match="DEIS_LOCAL_BUILDPACKS"):
-            check_local(bad, [allowed], state)
-    with pytest.raises(BuildError):
-        check_local(str(allowed / "mine"), [], state)  # nothing allowed by default

@@ -351,6 +351,18 @@ def test_small_holes_domains_keys_and_the_last_key(platform: Harness, admin: Key
     ok(platform.ssh(admin, "apps:destroy", app, "--confirm", app))
 
 
+def closed_by_server(s) -> bool:  # type: ignore[no-untyped-def]
+    s.settimeout(0.05)
+    try:
+        while s.recv(4096):
+            pass
+    except TimeoutError:
+        return False  # still open, waiting for us to authenticate
+    except ConnectionResetError:
+        pass
+    return True
+
+
 def test_connections_that_never_authenticate_are_capped(platform: Harness, admin: Key) -> None:
     import socket
 
@@ -368,6 +380,14 @@ def test_connections_that_never_authenticate_are_capped(platform: Harness, admin
             while extra.recv(256):  # its banner, maybe; then the end: too many are still authenticating
                 pass
             assert time.monotonic() - started < 5
+        # They all come from one address: another address's login takes the oldest one's slot.
+        argv = [*platform.ssh_argv(admin), "-o", "BindAddress=127.0.0.2", "git@127.0.0.1", "apps:list"]
+        r = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False
+        )
+        ok(r)
+        evicted = sum(closed_by_server(s) for s in held)
+        assert evicted == 1, evicted
     finally:
         for s in held:
             s.close()
