@@ -10,7 +10,7 @@ import contextlib
 import io
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import docker
 import docker.errors
@@ -63,6 +63,18 @@ def build(context: bytes, tag: str, emit: Callable[[str], None], platform: str =
         stream_lines(chunks, emit)
     except docker.errors.APIError as exc:
         raise BuildError(f"docker build failed: {exc.explanation or exc}") from exc
+
+
+def build_platform_image(context: IO[bytes], tag: str) -> None:
+    """A build of one of the platform's own images from a tar `context` (a file: it is large)."""
+    try:
+        for chunk in client().api.build(
+            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True
+        ):
+            if "error" in chunk:
+                raise ServiceError(f"building {tag} failed: {str(chunk['error']).strip()}")
+    except docker.errors.APIError as exc:
+        raise ServiceError(f"building {tag} failed: {exc.explanation or exc}") from exc
 
 
 def exposed_port(tag: str) -> int | None:
