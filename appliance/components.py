@@ -37,7 +37,17 @@ from routerconf.commands import nginx_foreground_argv
 LABEL_PLATFORM = "io.deis.platform"  # as on app containers: `Harness.down` and `leftovers` find both
 LABEL_COMPONENT = "io.deis.component"
 DEFAULT_STATE_DIR = Path("/var/lib/deis")
-COMPONENTS = ("etcd", "registry", "router")
+COMPONENTS = ("etcd", "registry", "router", "appliance")
+DOCKER_SOCKET = "/var/run/docker.sock"
+CGROUPS = "/sys/fs/cgroup"
+# mounts and namespaces (buildah, `ip netns`), links and iptables, the processes' /proc, RUN steps'
+# own users, files and devices, signals to the router's nginx.
+APPLIANCE_CAPS = (
+    "SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_CHROOT", "MKNOD", "SETFCAP", "SETPCAP",
+    "DAC_READ_SEARCH", "AUDIT_WRITE", "KILL", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID",
+    "SETUID", "NET_BIND_SERVICE", "IPC_LOCK", "SYS_NICE",
+)  # fmt: skip
+INSTANCE_ENV = "DEIS_APPLIANCE_INSTANCE"  # which start of the appliance this is (see appliance.handover)
 _LOGS = {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
 
 
@@ -94,6 +104,44 @@ def registry_kwargs(settings: Settings, image_id: str = "") -> dict[str, Any]:
     kw = _base(settings, "registry", SERVICES_IMAGE, services.registry_argv(settings))
     kw["volumes"] = {root: {"bind": root, "mode": "rw"}}
     return _with_spec(kw, "registry", settings, image_id)
+
+
+def appliance_kwargs(settings: Settings, image: str) -> dict[str, Any]:
+    """The appliance (SSH server, hook service, reconciler, log collector): the image of this checkout
+    (its tag is its code's digest, so other code replaces the container). Privileged, in the host's
+    network and PID namespaces: it makes each Dockerfile build's network namespace, veth pair and
+    iptables rules (host network), runs buildah (mounts, cgroups), reloads the router's nginx by its
+    host PID, and drives the engine through its socket. SIGTERM lets it finish running deploys first
+    (appliance.handover), so its stop timeout is the longest a build may take."""
+    state = str(settings.state_dir.absolute())
+    kw = _base(settings, "appliance", image, ["--state-dir", state, "serve"])
+    # Not `privileged`: it asks for every capability, and a host whose own bounding set lacks one
+    # (CAP_SYS_RESOURCE here) cannot start such a container. These are what it uses, no more.
+    kw["cap_add"] = list(APPLIANCE_CAPS)
+    kw["security_opt"] = ["seccomp=unconfined", "apparmor=unconfined"]
+    kw["pid_mode"] = "host"
+    kw["stop_signal"] = "SIGTERM"
+    volumes = {
+        state: {"bind": state, "mode": "rw"},
+        DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
+        # buildah's runtime makes each RUN step's cgroups (the engine mounts them read-only otherwise).
+        CGROUPS: {"bind": CGROUPS, "mode": "rw"},
+    }
+    if settings.build_ca_bundle is not None:
+        bundle = str(settings.build_ca_bundle.absolute())
+        volumes[bundle] = {"bind": bundle, "mode": "ro"}
+    for path in (p for p in settings.local_buildpacks.split(":") if p):
+        volumes[path] = {"bind": path, "mode": "ro"}
+    kw["volumes"] = volumes
+    # It reads the saved settings once, at its start: changed ones make another spec (a handover).
+    config = hashlib.sha256(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    kw["environment"] = {"DEIS_CONFIG_DIGEST": config}
+    return _with_spec(kw, "appliance", settings, image)
+
+
+def appliance_stop_timeout(settings: Settings) -> float:
+    """How long a stopping appliance may take: a running build's limit, and its rollout after it."""
+    return float(settings.build_timeout) + 60.0
 
 
 # -- bring-up ---------------------------------------------------------------------------------------

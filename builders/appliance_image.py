@@ -40,17 +40,26 @@ SRC = "/opt/deis/src"
 SITE = "/opt/deis/site-packages"
 
 
+# The engine mounts /proc/sys read-only in a container that is not `privileged`; the appliance sets
+# sysctls of each build's link and forwarding (host network: they are the host's).
+ENTRYPOINT = """#!/bin/sh
+mount -o remount,bind,rw /proc/sys || exit 1
+exec python3 -m gitserver.admin "$@"
+"""
+
+
 def dockerfile(digest: str) -> str:
     return (
         f"FROM {APPLIANCE_BASE_IMAGE}\n"
         f"COPY site-packages {SITE}\n"
         f"COPY src {SRC}\n"
+        "COPY entrypoint /opt/deis/entrypoint\n"
         # Compiled once here: every start (a restart after a kill is timed) and every git hook
         # would otherwise compile asyncssh, cryptography and the platform again.
         f"RUN python3 -m compileall -q -j 0 {SITE} {SRC} >/dev/null\n"
         f"ENV PYTHONPATH={SRC}:{SITE} PYTHONUNBUFFERED=1 PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
         f"WORKDIR {SRC}\n"
-        'ENTRYPOINT ["python3", "-m", "gitserver.admin"]\n'
+        'ENTRYPOINT ["/opt/deis/entrypoint"]\n'
         f"LABEL {DIGEST_LABEL}={digest}\n"
     )
 
@@ -109,7 +118,7 @@ def dist_files(dists: list[importlib.metadata.Distribution]) -> list[tuple[str, 
 
 
 def digest(files: list[tuple[str, Path]]) -> str:
-    h = hashlib.sha256(dockerfile("").encode())
+    h = hashlib.sha256(dockerfile("").encode() + ENTRYPOINT.encode())
     for name, path in files:
         h.update(json.dumps([name, path.stat().st_mode & 0o111 != 0]).encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
@@ -130,6 +139,10 @@ def _write_context(fh: IO[bytes], files: list[tuple[str, Path]], text: str) -> N
         data = text.encode()
         info = tarfile.TarInfo("Dockerfile")
         info.size, info.mtime = len(data), 0
+        tar.addfile(info, io.BytesIO(data))
+        data = ENTRYPOINT.encode()
+        info = tarfile.TarInfo("entrypoint")
+        info.size, info.mtime, info.mode = len(data), 0, 0o755
         tar.addfile(info, io.BytesIO(data))
         for name, path in files:
             info = tar.gettarinfo(str(path), arcname=name)

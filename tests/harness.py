@@ -2,7 +2,7 @@
 
 Shared by the end-to-end tests and benchmarks/. dockerd and the stack image are shared with the
 host (made once); etcd, the registry and nginx are this harness's own component containers, the
-appliance its own process.
+appliance its own container (from this checkout's appliance image, as `deis up` runs it).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import docker
 
-from appliance import components, processes
+from appliance import components, handover
 from core.output import Output
 from core.settings import Settings
 from gitserver.admin import appliance_service, seed_registry
@@ -86,14 +86,35 @@ class Harness:
         self.settings.save()
         components.up(self.settings, self.out)
         seed_registry(self.settings, self.out)
-        processes.start(appliance_service(self.settings), self.settings, self.out)
+        self.start_appliance()
         return self
+
+    def start_appliance(self) -> None:
+        """The appliance's container: started, or handed over when the saved settings changed."""
+        handover.start_appliance(self.settings, self.out, appliance_service(self.settings))
+
+    def stop_appliance(self) -> None:
+        handover.stop_appliance(self.settings, self.out)
+
+    def appliance_container(self) -> Any:
+        return docker.from_env().containers.get(components.container_name(self.settings, "appliance"))
+
+    def appliance_pid(self) -> int:
+        """The host PID of the appliance's Python process (its container's init is its parent)."""
+        init = int(self.appliance_container().attrs["State"]["Pid"])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == init:
+                    children.append(int(stat.parent.name))
+        assert len(children) == 1, children
+        return children[0]
 
     def down(self) -> None:
         # The appliance goes first: its reconciler would start again every container removed while
         # it still runs (how a whole suite used to leave five apps running behind it).
         try:
-            processes.stop(appliance_service(self.settings), self.settings, self.out)
+            self.stop_appliance()
         finally:
             try:
                 self.remove_containers()
@@ -354,8 +375,7 @@ def sweep_orphans(temp_root: Path) -> list[str]:
             state, settings = Path(platform), Settings(state_dir=Path(platform))
             # A platform still coming up has no appliance yet: a young state dir counts as alive.
             young = state.is_dir() and time.time() - state.stat().st_mtime < 600
-            service = appliance_service(settings)
-            running = state.is_dir() and processes.running_pid(service, settings) is not None
+            running = state.is_dir() and handover.appliance_running(settings)
             dead[platform] = not (young or running)
         return dead[platform]
 
