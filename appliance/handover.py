@@ -69,11 +69,14 @@ def _wait_ready(settings: Settings, name: str, instance: str, timeout: float = 6
         time.sleep(POLL_INTERVAL)
 
 
-def start_appliance(settings: Settings, out: Output, ssh_service: processes.Service) -> None:
+def start_appliance(
+    settings: Settings, out: Output, ssh_service: processes.Service, image: str | None = None
+) -> None:
+    """This checkout's appliance (or `image`) running, handed over to if another runs."""
     if processes.running_pid(ssh_service, settings) is not None:
         out.detail("stopping the appliance process an earlier platform started")
         processes.stop(ssh_service, settings, out)
-    image = appliance_image.ensure(out)
+    image = image or appliance_image.ensure(out)
     kw = components.appliance_kwargs(settings, image)
     name = kw["name"]
     import docker

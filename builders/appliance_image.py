@@ -154,10 +154,10 @@ def _write_context(fh: IO[bytes], files: list[tuple[str, Path]], text: str) -> N
     fh.seek(0)
 
 
-def ensure(out: Output) -> str:
-    """The appliance image of this checkout, made when missing (about 10 s; the base is made with
-    the other component images). Returns its tag."""
-    files = current_files()
+def ensure(out: Output, files: list[tuple[str, Path]] | None = None) -> str:
+    """The appliance image of this checkout (or of `files`), made when missing (a few seconds; the
+    base is made with the other component images). Returns its tag."""
+    files = current_files() if files is None else files
     name = tag(files)
     if engine.image_exists(name):
         return name

@@ -96,12 +96,28 @@ class Harness:
     def stop_appliance(self) -> None:
         handover.stop_appliance(self.settings, self.out)
 
+    def wait_appliance(self, timeout: float = 30.0) -> float:
+        """Until the appliance's container (started again by the engine or a restart) listens."""
+        env = dict(e.split("=", 1) for e in self.appliance_container().attrs["Config"]["Env"])
+        name = components.container_name(self.settings, "appliance")
+        return handover._wait_ready(self.settings, name, env[components.INSTANCE_ENV], timeout)
+
+    def restart_appliance(self) -> float:
+        """`docker restart` of the appliance (SIGTERM, its sessions end, start); seconds until it listens."""
+        began = time.monotonic()
+        self.settings.appliance_ready.unlink(missing_ok=True)
+        self.appliance_container().restart(timeout=30)
+        self.wait_appliance()
+        return time.monotonic() - began
+
     def appliance_container(self) -> Any:
         return docker.from_env().containers.get(components.container_name(self.settings, "appliance"))
 
     def appliance_pid(self) -> int:
-        """The host PID of the appliance's Python process (its container's init is its parent)."""
+        """The host PID of the appliance's Python process (the container's own, or its init's child)."""
         init = int(self.appliance_container().attrs["State"]["Pid"])
+        if Path(f"/proc/{init}/comm").read_text().startswith("python"):
+            return init
         children = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError):

@@ -12,7 +12,6 @@ import pytest
 
 from appliance import components, processes, services
 from core.settings import Settings
-from gitserver.admin import appliance_service
 from tests.harness import Harness, Key, unique
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +38,7 @@ def test_engine_and_host_restart_restore_every_app(platform: Harness, admin: Key
     assert platform.containers(name) == before
 
     # The whole host: everything stops; the bring-up command restores it all.
-    processes.stop(appliance_service(platform.settings), platform.settings, platform.out)
+    platform.stop_appliance()
     components.down(platform.settings, platform.out)
     services.stop_dockerd(owner, platform.out)
     services.ensure_dockerd(owner, platform.out)
