@@ -49,15 +49,19 @@ def _others(settings: Settings, keep: str) -> list[Any]:
     return [c for c in found if c.name != keep]
 
 
-def _wait_ready(settings: Settings, name: str, instance: str, timeout: float = 60.0) -> float:
-    """Until the appliance started as `instance` says it listens; seconds waited."""
+def _wait_ready(
+    settings: Settings, name: str, instance: str, timeout: float = 60.0, restarting: bool = False
+) -> float:
+    """Until the appliance started as `instance` says it listens; seconds waited. A container that
+    exits fails this at once, unless it was killed and the engine is `restarting` it."""
     began = time.monotonic()
     while True:
         with contextlib.suppress(OSError):
             if settings.appliance_ready.read_text().strip() == instance:
                 return time.monotonic() - began
         st = services.component_state(name)
-        if time.monotonic() - began >= timeout or st is None or st.state not in ("running", "restarting"):
+        gone = st is None or (st.state not in ("running", "restarting") and not restarting)
+        if time.monotonic() - began >= timeout or gone:
             try:
                 tail = _client().containers.get(name).logs(tail=3).decode("utf-8", "replace").strip()
             except Exception:  # gone already: say so rather than fail differently

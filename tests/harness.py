@@ -100,7 +100,9 @@ class Harness:
         """Until the appliance's container (started again by the engine or a restart) listens."""
         env = dict(e.split("=", 1) for e in self.appliance_container().attrs["Config"]["Env"])
         name = components.container_name(self.settings, "appliance")
-        return handover._wait_ready(self.settings, name, env[components.INSTANCE_ENV], timeout)
+        return handover._wait_ready(
+            self.settings, name, env[components.INSTANCE_ENV], timeout, restarting=True
+        )
 
     def restart_appliance(self) -> float:
         """`docker restart` of the appliance (SIGTERM, its sessions end, start); seconds until it listens."""
