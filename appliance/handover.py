@@ -83,12 +83,7 @@ def start_appliance(
     image = image or appliance_image.ensure(out)
     kw = components.appliance_kwargs(settings, image)
     name = kw["name"]
-    import docker
-
-    try:
-        current = _client().containers.get(name)
-    except docker.errors.NotFound:
-        current = None
+    current = services.find_container(name)
     if current is not None:
         same = (current.labels or {}).get(services.SPEC_LABEL) == kw["labels"][services.SPEC_LABEL]
         if same and current.status in ("running", "restarting"):
@@ -102,10 +97,7 @@ def start_appliance(
             current.remove(force=True)
     instance = uuid.uuid4().hex
     kw["environment"] = {**kw["environment"], components.INSTANCE_ENV: instance}
-    try:
-        _client().containers.run(**kw)
-    except docker.errors.APIError as exc:
-        raise ServiceError(f"could not start {name}: {exc.explanation or exc}") from exc
+    services.run_container(kw)
     took = _wait_ready(settings, name, instance)
     out.detail(f"{name} ({image}) listens on port {settings.ssh_port} ({took:.1f} s)")
     _retire(settings, name, out)

@@ -100,7 +100,7 @@ def test_sessions_wait_while_up_replaces_components(platform: Harness, admin: Ke
     finally:
         released.set()
         t.join()
-    out, err = cmd.communicate(timeout=30)
+    _, err = cmd.communicate(timeout=30)
     assert cmd.returncode == 0, err
     assert "the platform is being upgraded, waiting" in err
 
