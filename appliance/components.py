@@ -127,9 +127,9 @@ def appliance_kwargs(settings: Settings, image: str) -> dict[str, Any]:
         # buildah's runtime makes each RUN step's cgroups (the engine mounts them read-only otherwise).
         CGROUPS: {"bind": CGROUPS, "mode": "rw"},
     }
-    if settings.build_ca_bundle is not None:
-        bundle = str(settings.build_ca_bundle.absolute())
-        volumes[bundle] = {"bind": bundle, "mode": "ro"}
+    for ca in (settings.build_ca_bundle, settings.drain_ca_bundle):  # read by it, at their paths
+        if ca is not None:
+            volumes[str(ca.absolute())] = {"bind": str(ca.absolute()), "mode": "ro"}
     for path in (p for p in settings.local_buildpacks.split(":") if p):
         volumes[path] = {"bind": path, "mode": "ro"}
     kw["volumes"] = volumes

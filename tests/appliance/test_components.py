@@ -31,11 +31,14 @@ def test_the_appliance_gets_the_capabilities_it_uses_and_is_not_privileged(tmp_p
     assert kw["labels"][components.LABEL_COMPONENT] == "appliance"
 
 
-def test_the_ca_bundle_and_local_buildpacks_are_mounted_read_only_at_their_paths(tmp_path: Path) -> None:
-    bundle = tmp_path / "ca.pem"
-    s = settings(tmp_path, build_ca_bundle=bundle, local_buildpacks=f"{tmp_path}/bp:/srv/packs")
+def test_the_ca_bundles_and_local_buildpacks_are_mounted_read_only_at_their_paths(tmp_path: Path) -> None:
+    bundle, drains = tmp_path / "ca.pem", tmp_path / "drains.pem"
+    s = settings(
+        tmp_path, build_ca_bundle=bundle, drain_ca_bundle=drains, local_buildpacks=f"{tmp_path}/bp:/srv/packs"
+    )
     volumes = components.appliance_kwargs(s, "i")["volumes"]
     assert volumes[str(bundle)] == {"bind": str(bundle), "mode": "ro"}
+    assert volumes[str(drains)] == {"bind": str(drains), "mode": "ro"}
     assert volumes[f"{tmp_path}/bp"] == {"bind": f"{tmp_path}/bp", "mode": "ro"}
     assert volumes["/srv/packs"] == {"bind": "/srv/packs", "mode": "ro"}
 
