@@ -101,6 +101,8 @@ def start_appliance(
     took = _wait_ready(settings, name, instance)
     out.detail(f"{name} ({image}) listens on port {settings.ssh_port} ({took:.1f} s)")
     _retire(settings, name, out)
+    for old in appliance_image.prune(keep=image):
+        out.detail(f"removed the unused image {old}")
 
 
 def _retire(settings: Settings, keep: str, out: Output) -> None:

@@ -154,6 +154,16 @@ def _write_context(fh: IO[bytes], files: list[tuple[str, Path]], text: str) -> N
     fh.seek(0)
 
 
+# An unused appliance image older than this is removed by `up`: younger ones may be another checkout's
+# (tests of a worktree) between its build and its start on this shared engine.
+PRUNE_AFTER = 3600.0
+
+
+def prune(keep: str) -> list[str]:
+    """Remove the appliance images no container uses, but `keep` and the young ones."""
+    return engine.remove_images(REPO, frozenset({keep}), made_before=time.time() - PRUNE_AFTER)
+
+
 def ensure(out: Output, files: list[tuple[str, Path]] | None = None) -> str:
     """The appliance image of this checkout (or of `files`), made when missing (a few seconds; the
     base is made with the other component images). Returns its tag."""

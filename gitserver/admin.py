@@ -255,10 +255,11 @@ def cmd_stacks_build(settings: Settings, args: argparse.Namespace, out: Output) 
 
 def cmd_test_prereqs(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     """What the test suite shares with the host: a docker daemon that answers and the stack images."""
+    from builders import components as builders_components
     from builders import stacks
 
     services.ensure_dockerd(settings, out)
-    stacks.ensure_all(settings, out)
+    stacks.ensure_all(settings, out, extra=builders_components.specs())  # the appliance runs in one
     return 0
 
 
