@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import IO, Any
 
 import docker
