@@ -22,8 +22,9 @@ from typing import Any
 
 import docker
 
-from appliance import components, handover
+from appliance import components, handover, processes
 from core.output import Output
+from core.proc import alive
 from core.settings import Settings
 from gitserver.admin import appliance_service, seed_registry
 from scheduler.docker import LABEL_PLATFORM
@@ -33,6 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "fixtures" / "apps"
 # The appliance and the git hook it starts import this checkout, not whatever is installed.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+
+OWNER_PIDFILE = "test-owner.pid"  # the test process that made a platform (sweep_orphans)
 
 
 def free_port() -> int:
@@ -79,6 +83,8 @@ class Harness:
             drain_ca_bundle=self.drain_ca.file,
         )
         own(str(self.settings.state_dir))
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.settings.state_dir / OWNER_PIDFILE).write_text(f"{os.getpid()}\n")
         OWN_REGISTRIES.add(self.settings.registry)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -393,7 +399,10 @@ def sweep_orphans(temp_root: Path) -> list[str]:
             state, settings = Path(platform), Settings(state_dir=Path(platform))
             # A platform still coming up has no appliance yet: a young state dir counts as alive.
             young = state.is_dir() and time.time() - state.stat().st_mtime < 600
-            running = state.is_dir() and handover.appliance_running(settings)
+            # Its appliance is a container the engine brings back after a restart, dead run or not:
+            # the test process that made the platform (its pidfile) must live too.
+            owner = processes.read_pid(state / OWNER_PIDFILE)
+            running = owner is not None and alive(owner) and handover.appliance_running(settings)
             dead[platform] = not (young or running)
         return dead[platform]
 
