@@ -170,3 +170,47 @@ def test_an_appliance_process_of_the_previous_layout_is_taken_over(
     assert traffic.result.failed == 0, traffic.result.summary()
     assert handover.appliance_running(platform.settings)
     assert platform.ssh(admin, "apps:list").returncode == 0
+
+
+def test_deis_up_again_changes_nothing_and_new_settings_hand_over_under_load(
+    platform: Harness, admin: Key, app: tuple[str, Path]
+) -> None:
+    """`deis up` is idempotent (every container left as it is); with changed settings it hands the
+    appliance over; apps serve throughout and pushes work after."""
+    name, work = app
+    platform.wait_steady(name)
+    ids = {c: docker_id(platform, c) for c in components.COMPONENTS}
+    try:
+        with load(platform, name) as traffic:
+            again = subprocess.run(
+                [*deis(platform), "up"], capture_output=True, text=True, timeout=600, check=False
+            )
+            assert {c: docker_id(platform, c) for c in components.COMPONENTS} == ids
+            changed = subprocess.run(
+                [*deis(platform), "up", "--build-env", "SUP_TEST=1"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            time.sleep(0.3)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.count("already running") == 4, again.stdout
+        assert changed.returncode == 0, changed.stderr
+        assert "handing over from" in changed.stdout, changed.stdout
+        assert traffic.result.failed == 0, traffic.result.summary()
+        after = {c: docker_id(platform, c) for c in components.COMPONENTS}
+        assert after["appliance"] != ids["appliance"]
+        assert {c: i for c, i in after.items() if c != "appliance"} == {
+            c: i for c, i in ids.items() if c != "appliance"
+        }
+        platform.commit_change(work, "message.txt", "after deis up\n")
+        assert platform.push(work, admin).returncode == 0
+        platform.wait_for(name, "after deis up")
+    finally:
+        platform.settings.save()  # the harness's own settings again
+        platform.start_appliance()
+
+
+def docker_id(h: Harness, component: str) -> str:
+    return str(docker.from_env().containers.get(components.container_name(h.settings, component)).id)
