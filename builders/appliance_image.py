@@ -117,8 +117,9 @@ def dist_files(dists: list[importlib.metadata.Distribution]) -> list[tuple[str, 
     return sorted(set(found))
 
 
-def digest(files: list[tuple[str, Path]]) -> str:
-    h = hashlib.sha256(dockerfile("").encode() + ENTRYPOINT.encode())
+def digest(files: list[tuple[str, Path]], base_id: str = "") -> str:
+    """Of the files, the Dockerfile and the base image's id (a remade base makes another image)."""
+    h = hashlib.sha256(dockerfile("").encode() + ENTRYPOINT.encode() + base_id.encode())
     for name, path in files:
         h.update(json.dumps([name, path.stat().st_mode & 0o111 != 0]).encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
@@ -131,7 +132,8 @@ def current_files() -> list[tuple[str, Path]]:
 
 def tag(files: list[tuple[str, Path]] | None = None) -> str:
     """This checkout's appliance image name."""
-    return f"{REPO}:{digest(current_files() if files is None else files)}"
+    base = engine.local_image_id(APPLIANCE_BASE_IMAGE) or ""
+    return f"{REPO}:{digest(current_files() if files is None else files, base)}"
 
 
 def _write_context(fh: IO[bytes], files: list[tuple[str, Path]], text: str) -> None:

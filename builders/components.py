@@ -27,7 +27,8 @@ SERVICES_IMAGE = "deis/services:bookworm"
 SERVICES_PACKAGES = ("etcd-server", "docker-registry", "ca-certificates")
 APPLIANCE_BASE_IMAGE = "deis/appliance-base:bookworm"
 APPLIANCE_PACKAGES = ("python3", "git", "ca-certificates", "iproute2", "procps")
-APPLIANCE_APT_PACKAGES = ("buildah", "iptables", "nginx-light")
+# runc: buildah only recommends a runtime, and images are made without recommends.
+APPLIANCE_APT_PACKAGES = ("buildah", "runc", "iptables", "nginx-light")
 # The docker CLI from the host's docker.io (the Debian package would bring dockerd and containerd too).
 DOCKER_CLI = Path("/usr/bin/docker")
 

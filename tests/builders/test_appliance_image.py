@@ -36,7 +36,9 @@ def test_the_digest_follows_content_and_the_executable_bit(tmp_path: Path) -> No
     second = appliance_image.digest(files)
     assert second != first
     (tmp_path / "core/a.py").write_text("A = 2\n")
-    assert appliance_image.digest(files) not in (first, second)
+    third = appliance_image.digest(files)
+    assert third not in (first, second)
+    assert appliance_image.digest(files, base_id="sha256:remade") != third
 
 
 def test_runtime_distributions_leave_the_test_tools_out() -> None:
