@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from appliance import processes, services
 from builders.components import ROUTER_IMAGE, SERVICES_IMAGE
+from core import proc
 from core.errors import ServiceError
 from core.output import Output
 from core.settings import Settings
@@ -205,18 +207,51 @@ def start_registry(settings: Settings, out: Output) -> None:
     _start(settings, services.registry_service(settings), kw, out)
 
 
-def start_router(settings: Settings, out: Output) -> None:
+def start_router(settings: Settings, out: Output, image_id: str | None = None) -> None:
     """The router's container, from its config files; an nginx an earlier platform started on the
-    host (a loose process with a pidfile) is stopped first, gracefully: its port is the container's."""
+    host (a loose process with a pidfile) is stopped first, gracefully: its port is the container's.
+    A running router of another spec is handed over to (`hand_over_router`)."""
     router = Router(settings)
-    router.prepare()
-    current = services.component_state(container_name(settings, "router"))
+    router.prepare()  # a running nginx reloads it: its sockets get SO_REUSEPORT for a handover
+    kw = router_kwargs(settings, services.image_id(ROUTER_IMAGE) if image_id is None else image_id)
+    current = services.find_container(kw["name"])
     loose = router.master_pid()
-    if loose is not None and (current is None or current.state != "running"):
+    if loose is not None and (current is None or current.status != "running"):
         out.detail(f"stopping the router's nginx started by an earlier platform (pid {loose})")
         router.stop()
-    services.ensure_component(router_kwargs(settings, services.image_id(ROUTER_IMAGE)), out)
+    spec = (
+        None
+        if current is None or current.status != "running"
+        else (current.labels or {}).get(services.SPEC_LABEL)
+    )
+    if spec is not None and spec != kw["labels"][services.SPEC_LABEL]:
+        hand_over_router(router, current, kw, out)
+        return
+    services.ensure_component(kw, out)
     router.wait_up()
+
+
+def hand_over_router(
+    router: Router, old: Any, kw: dict[str, Any], out: Output, timeout: float = 15.0
+) -> None:
+    """The new nginx listens beside the old one (reuseport), then the old one quits gracefully
+    (SIGQUIT: it finishes the requests it holds); no connection is refused meanwhile."""
+    out.detail(f"handing over from {old.name} (made from another version)")
+    before = router.master_pid()
+    old.rename(f"{kw['name']}-old-{old.id[:12]}")
+    services.run_container(kw)
+    deadline = time.monotonic() + timeout
+    while (pid := router.master_pid()) in (None, before) or not proc.children(pid):
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"the new router did not start within {timeout:g} s (docker logs {kw['name']})"
+            )
+        time.sleep(proc.POLL_INTERVAL)
+    old.stop(timeout=30)
+    old.remove(force=True)
+    router.adopt(pid)  # the old master removed the pidfile both share as it quit
+    router.wait_up()
+    out.detail(f"{kw['name']} serves (nginx master pid {pid})")
 
 
 def stop_router(settings: Settings, out: Output) -> None:

@@ -214,3 +214,41 @@ def test_deis_up_again_changes_nothing_and_new_settings_hand_over_under_load(
 
 def docker_id(h: Harness, component: str) -> str:
     return str(docker.from_env().containers.get(components.container_name(h.settings, component)).id)
+
+
+def test_a_router_of_another_version_hands_over_under_load(
+    platform: Harness, admin: Key, app: tuple[str, Path]
+) -> None:
+    """`deis up` with a remade router image: the new nginx listens beside the old one (reuseport),
+    the old one quits gracefully; nothing fails, and the router still takes new routes after."""
+    name, _ = app
+    platform.wait_steady(name)
+    first = docker_id(platform, "router")
+    took = []
+    try:
+        with load(platform, name) as traffic:
+            for image_id in ("sha256:another-version", None):  # there and back: two handovers
+                time.sleep(0.3)
+                began = time.monotonic()
+                components.start_router(platform.settings, platform.out, image_id=image_id)
+                took.append(time.monotonic() - began)
+            time.sleep(0.5)
+    finally:
+        if docker_id(platform, "router") == first:
+            components.start_router(platform.settings, platform.out)
+    assert traffic.result.failed == 0, traffic.result.summary()
+    assert docker_id(platform, "router") != first
+    routers = docker.from_env().containers.list(
+        all=True,
+        filters={
+            "label": [
+                f"{components.LABEL_PLATFORM}={platform.settings.state_dir}",
+                f"{components.LABEL_COMPONENT}=router",
+            ]
+        },
+    )
+    assert len(routers) == 1
+    r = platform.ssh(admin, "config:set", "--app", name, "GREETING=after-the-handover")
+    assert r.returncode == 0, r.stderr
+    platform.wait_for(name, "after-the-handover", timeout=10)
+    print(f"router handovers: {', '.join(f'{t:.2f} s' for t in took)}")
