@@ -1,6 +1,7 @@
 """How fast the appliance's container comes back, with an app under steady load through the router
 (127.0.0.1 only, bounded): SIGKILL of its process (the engine restarts it), `docker restart` (SIGTERM,
-its sessions end, start), and a handover to other code (what `deis up` from a newer checkout does).
+its sessions end, start), a handover to other code (what `deis up` from a newer checkout does), and
+the router's handover to a container of another spec (a remade router image).
 
     python benchmarks/recovery.py [--runs 5]
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import docker
 
-from appliance import handover
+from appliance import components, handover
 from builders import appliance_image
 from gitserver.admin import appliance_service
 from tests.harness import Harness, Key, unique
@@ -111,12 +112,19 @@ def main() -> None:
             def hand_over() -> None:
                 handover.start_appliance(h.settings, h.out, service, next(images))
 
+            router_specs = iter(["sha256:another-version", None] * args.runs)
+
+            def hand_over_router() -> None:
+                components.start_router(h.settings, h.out, image_id=next(router_specs))
+
             rows = [
                 ("SIGKILL, up >= 10 s", measure(h, key, app, args.runs, lambda: kill(h), wait_10s)),
                 ("SIGKILL, back to back", measure(h, key, app, args.runs, lambda: kill(h))),
                 ("docker restart", measure(h, key, app, args.runs, lambda: restart(h))),
                 ("handover to other code", measure(h, key, app, args.runs, hand_over)),
+                ("router handover", measure(h, key, app, args.runs, hand_over_router)),
             ]
+            components.start_router(h.settings, h.out)
             h.start_appliance()
             docker.from_env().images.remove(other)
         finally:
