@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from appliance import processes, services
 from builders.components import ROUTER_IMAGE, SERVICES_IMAGE
+from core import proc
 from core.errors import ServiceError
 from core.output import Output
 from core.settings import Settings
@@ -37,7 +39,17 @@ from routerconf.commands import nginx_foreground_argv
 LABEL_PLATFORM = "io.deis.platform"  # as on app containers: `Harness.down` and `leftovers` find both
 LABEL_COMPONENT = "io.deis.component"
 DEFAULT_STATE_DIR = Path("/var/lib/deis")
-COMPONENTS = ("etcd", "registry", "router")
+COMPONENTS = ("etcd", "registry", "router", "appliance")
+DOCKER_SOCKET = "/var/run/docker.sock"
+CGROUPS = "/sys/fs/cgroup"
+# mounts and namespaces (buildah, `ip netns`), links and iptables, the processes' /proc, RUN steps'
+# own users, files and devices, signals to the router's nginx.
+APPLIANCE_CAPS = (
+    "SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_CHROOT", "MKNOD", "SETFCAP", "SETPCAP",
+    "DAC_READ_SEARCH", "AUDIT_WRITE", "KILL", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID",
+    "SETUID", "NET_BIND_SERVICE", "IPC_LOCK", "SYS_NICE",
+)  # fmt: skip
+INSTANCE_ENV = "DEIS_APPLIANCE_INSTANCE"  # which start of the appliance this is (see appliance.handover)
 _LOGS = {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
 
 
@@ -94,6 +106,44 @@ def registry_kwargs(settings: Settings, image_id: str = "") -> dict[str, Any]:
     kw = _base(settings, "registry", SERVICES_IMAGE, services.registry_argv(settings))
     kw["volumes"] = {root: {"bind": root, "mode": "rw"}}
     return _with_spec(kw, "registry", settings, image_id)
+
+
+def appliance_kwargs(settings: Settings, image: str) -> dict[str, Any]:
+    """The appliance (SSH server, hook service, reconciler, log collector): the image of this checkout
+    (its tag is its code's digest, so other code replaces the container). Privileged, in the host's
+    network and PID namespaces: it makes each Dockerfile build's network namespace, veth pair and
+    iptables rules (host network), runs buildah (mounts, cgroups), reloads the router's nginx by its
+    host PID, and drives the engine through its socket. SIGTERM lets it finish running deploys first
+    (appliance.handover), so its stop timeout is the longest a build may take."""
+    state = str(settings.state_dir.absolute())
+    kw = _base(settings, "appliance", image, ["--state-dir", state, "serve"])
+    # Not `privileged`: it asks for every capability, and a host whose own bounding set lacks one
+    # (CAP_SYS_RESOURCE here) cannot start such a container. These are what it uses, no more.
+    kw["cap_add"] = list(APPLIANCE_CAPS)
+    kw["security_opt"] = ["seccomp=unconfined", "apparmor=unconfined"]
+    kw["pid_mode"] = "host"
+    kw["stop_signal"] = "SIGTERM"
+    volumes = {
+        state: {"bind": state, "mode": "rw"},
+        DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "rw"},
+        # buildah's runtime makes each RUN step's cgroups (the engine mounts them read-only otherwise).
+        CGROUPS: {"bind": CGROUPS, "mode": "rw"},
+    }
+    for ca in (settings.build_ca_bundle, settings.drain_ca_bundle):  # read by it, at their paths
+        if ca is not None:
+            volumes[str(ca.absolute())] = {"bind": str(ca.absolute()), "mode": "ro"}
+    for path in (p for p in settings.local_buildpacks.split(":") if p):
+        volumes[path] = {"bind": path, "mode": "ro"}
+    kw["volumes"] = volumes
+    # It reads the saved settings once, at its start: changed ones make another spec (a handover).
+    config = hashlib.sha256(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    kw["environment"] = {"DEIS_CONFIG_DIGEST": config}
+    return _with_spec(kw, "appliance", settings, image)
+
+
+def appliance_stop_timeout(settings: Settings) -> float:
+    """How long a stopping appliance may take: a running build's limit, and its rollout after it."""
+    return float(settings.build_timeout) + 60.0
 
 
 # -- bring-up ---------------------------------------------------------------------------------------
@@ -157,18 +207,51 @@ def start_registry(settings: Settings, out: Output) -> None:
     _start(settings, services.registry_service(settings), kw, out)
 
 
-def start_router(settings: Settings, out: Output) -> None:
+def start_router(settings: Settings, out: Output, image_id: str | None = None) -> None:
     """The router's container, from its config files; an nginx an earlier platform started on the
-    host (a loose process with a pidfile) is stopped first, gracefully: its port is the container's."""
+    host (a loose process with a pidfile) is stopped first, gracefully: its port is the container's.
+    A running router of another spec is handed over to (`hand_over_router`)."""
     router = Router(settings)
-    router.prepare()
-    current = services.component_state(container_name(settings, "router"))
+    router.prepare()  # a running nginx reloads it: its sockets get SO_REUSEPORT for a handover
+    kw = router_kwargs(settings, services.image_id(ROUTER_IMAGE) if image_id is None else image_id)
+    current = services.find_container(kw["name"])
     loose = router.master_pid()
-    if loose is not None and (current is None or current.state != "running"):
+    if loose is not None and (current is None or current.status != "running"):
         out.detail(f"stopping the router's nginx started by an earlier platform (pid {loose})")
         router.stop()
-    services.ensure_component(router_kwargs(settings, services.image_id(ROUTER_IMAGE)), out)
+    spec = (
+        None
+        if current is None or current.status != "running"
+        else (current.labels or {}).get(services.SPEC_LABEL)
+    )
+    if spec is not None and spec != kw["labels"][services.SPEC_LABEL]:
+        hand_over_router(router, current, kw, out)
+        return
+    services.ensure_component(kw, out)
     router.wait_up()
+
+
+def hand_over_router(
+    router: Router, old: Any, kw: dict[str, Any], out: Output, timeout: float = 15.0
+) -> None:
+    """The new nginx listens beside the old one (reuseport), then the old one quits gracefully
+    (SIGQUIT: it finishes the requests it holds); no connection is refused meanwhile."""
+    out.detail(f"handing over from {old.name} (made from another version)")
+    before = router.master_pid()
+    old.rename(f"{kw['name']}-old-{old.id[:12]}")
+    services.run_container(kw)
+    deadline = time.monotonic() + timeout
+    while (pid := router.master_pid()) in (None, before) or not proc.children(pid):
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"the new router did not start within {timeout:g} s (docker logs {kw['name']})"
+            )
+        time.sleep(proc.POLL_INTERVAL)
+    old.stop(timeout=30)
+    old.remove(force=True)
+    router.adopt(pid)  # the old master removed the pidfile both share as it quit
+    router.wait_up()
+    out.detail(f"{kw['name']} serves (nginx master pid {pid})")
 
 
 def stop_router(settings: Settings, out: Output) -> None:

@@ -270,6 +270,24 @@ def ensure_component(kw: dict[str, Any], out: Output) -> None:
     out.detail(f"{kw['name']} started (restart policy {kw['restart_policy']['Name']})")
 
 
+def find_container(name: str) -> Any | None:
+    import docker
+
+    try:
+        return _client().containers.get(name)
+    except docker.errors.NotFound:
+        return None
+
+
+def run_container(kw: dict[str, Any]) -> Any:
+    import docker
+
+    try:
+        return _client().containers.run(**kw)
+    except docker.errors.APIError as exc:
+        raise ServiceError(f"could not start {kw['name']}: {exc.explanation or exc}") from exc
+
+
 def stop_component(name: str, out: Output, grace: float = 10.0) -> bool:
     """Stop (its stop signal, SIGKILL after `grace`) and remove a component's container."""
     import docker

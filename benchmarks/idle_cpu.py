@@ -30,10 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance import processes
 from appliance.platform import Platform
 from appliance.reconciler import Reconciler
-from gitserver.admin import appliance_service
 from releaser import releases
 from releaser.store import Store
 from tests.harness import Harness, unique
@@ -83,7 +81,7 @@ def main() -> None:
             for name in names:
                 h.wait_for(name, "hello", timeout=60)
             time.sleep(10)  # every deploy's aftermath (image GC, retire) over
-            pid = processes.running_pid(appliance_service(h.settings), h.settings)
+            pid = h.appliance_pid()
             assert pid is not None, "the appliance is not running"
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
             time.sleep(args.seconds)

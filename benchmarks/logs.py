@@ -37,8 +37,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance import processes
-from gitserver.admin import appliance_service
 from tests.harness import Harness, Key, unique
 
 RATE_PY = """import os, signal, sys, time
@@ -135,7 +133,7 @@ def part_two(h: Harness, key: Key, first: str, apps: int, rate: int, seconds: fl
         ssh(h, key, "config:set", f"RATE={rate}", "--app", name)
         ssh(h, key, "scale", "rate=1", "--app", name)
     time.sleep(5)
-    pid = processes.running_pid(appliance_service(h.settings), h.settings)
+    pid = h.appliance_pid()
     assert pid is not None
     dockerd = int(Path("/var/run/docker.pid").read_text()) if Path("/var/run/docker.pid").exists() else None
     cpu0, d0, t0 = cpu_seconds(pid), cpu_seconds(dockerd) if dockerd else 0.0, time.monotonic()

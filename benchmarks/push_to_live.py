@@ -26,8 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import docker
 
-from appliance import services
-from gitserver.admin import appliance_service
 from tests.harness import Harness, unique
 
 
@@ -105,16 +103,9 @@ def router_publish(h: Harness, app: str) -> float:
 
 def use_builder(h: Harness, builder: str) -> None:
     """Restart the appliance with another Dockerfile builder (it reads its settings at start)."""
-    service = appliance_service(h.settings)
-    services.stop(service, h.settings, h.out)
-    deadline = time.monotonic() + 30
-    while service.ready():  # its SSH port closes a moment after the process is gone
-        if time.monotonic() > deadline:
-            raise SystemExit("the old appliance still answers")
-        time.sleep(0.1)
     h.settings.dockerfile_builder = builder
     h.settings.save()
-    services.start(service, h.settings, h.out)
+    h.start_appliance()  # changed settings: another spec, handed over to
 
 
 def warm_pushes(h: Harness, work: Path, key, app: str, runs: int, label: str) -> list[tuple[float, float]]:

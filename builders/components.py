@@ -5,11 +5,17 @@ when their package list changes (the image's digest label).
     router    nginx-light: the router's nginx runs in a container the engine supervises
     services  etcd-server and docker-registry: one image for both (one debootstrap fewer on a
               fresh machine), each component's container runs its own program from it
+    appliance-base  what the appliance runs besides its Python code (builders.appliance_image adds
+              that as a layer): python3, git (receive-pack), buildah, iproute2 and iptables (each
+              Dockerfile build's network namespace), nginx-light (`nginx -t` of the router's config),
+              and the host's own docker CLI (one-off `run`s attach through it)
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
+from pathlib import Path
 
 from builders import images
 from core.output import Output
@@ -19,6 +25,12 @@ ROUTER_IMAGE = "deis/router:bookworm"
 ROUTER_PACKAGES = ("nginx-light", "ca-certificates")
 SERVICES_IMAGE = "deis/services:bookworm"
 SERVICES_PACKAGES = ("etcd-server", "docker-registry", "ca-certificates")
+APPLIANCE_BASE_IMAGE = "deis/appliance-base:bookworm"
+APPLIANCE_PACKAGES = ("python3", "git", "ca-certificates", "iproute2", "procps")
+# runc: buildah only recommends a runtime, and images are made without recommends.
+APPLIANCE_APT_PACKAGES = ("buildah", "runc", "iptables", "nginx-light")
+# The docker CLI from the host's docker.io (the Debian package would bring dockerd and containerd too).
+DOCKER_CLI = Path("/usr/bin/docker")
 
 
 def _digest(*parts: str) -> str:
@@ -47,9 +59,25 @@ def services_spec() -> images.DebootstrapImage:
     )
 
 
+def _add_docker_cli(root: Path) -> None:
+    shutil.copy2(DOCKER_CLI, root / "usr" / "bin" / "docker")
+
+
+def appliance_base_spec() -> images.DebootstrapImage:
+    cli = DOCKER_CLI.stat().st_size if DOCKER_CLI.exists() else 0
+    return images.DebootstrapImage(
+        image=APPLIANCE_BASE_IMAGE,
+        packages=APPLIANCE_PACKAGES,
+        apt_packages=APPLIANCE_APT_PACKAGES,
+        prepare=_add_docker_cli,
+        label="appliance-base",
+        digest=_digest(*APPLIANCE_PACKAGES, *APPLIANCE_APT_PACKAGES, f"docker-cli-{cli}"),
+    )
+
+
 def specs() -> list[images.DebootstrapImage]:
     """Every component image; `builders.stacks.ensure_all` makes them side by side with the stacks."""
-    return [router_spec(), services_spec()]
+    return [router_spec(), services_spec(), appliance_base_spec()]
 
 
 def ensure_router_image(settings: Settings, out: Output, force: bool = False) -> bool:

@@ -20,6 +20,7 @@ as `--build-arg`, values through buildah's environment, never argv) and `DOCKER_
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
@@ -211,10 +212,28 @@ def extract(src: source.Source, dest: Path) -> str:
                 data = tar.extractfile(member) if member.isfile() else None
                 while data is not None and (chunk := data.read(1 << 20)):
                     digest.update(chunk)
-                tar.extract(member, dest, filter="tar")
+                _extract_member(tar, member, dest)
     finally:
         tarpath.unlink(missing_ok=True)
     return digest.hexdigest()
+
+
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    """`extract(..., filter="tar")`; on a Python without extraction filters (before 3.11.4: Debian
+    12's, which the appliance's image runs) the same checks by hand: no member lands outside `dest`,
+    and none keeps setuid, setgid, sticky or group/other write bits."""
+    if hasattr(tarfile, "tar_filter"):
+        tar.extract(member, dest, filter="tar")
+        return
+    name = member.name.lstrip("/" + os.sep)
+    root = os.path.realpath(dest)
+    if os.path.isabs(name) or os.path.commonpath([os.path.realpath(os.path.join(root, name)), root]) != root:
+        raise BuildError(f"the build context holds {member.name!r}, which lies outside it")
+    safe = copy.copy(member)
+    safe.name = name
+    if not (member.issym() or member.islnk()):
+        safe.mode = member.mode & 0o755
+    tar.extract(safe, dest, set_attrs=not member.issym())
 
 
 def import_bases(settings: Settings, refs: list[BaseRef], out: Output) -> dict[str, str]:

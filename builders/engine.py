@@ -10,7 +10,8 @@ import contextlib
 import io
 import threading
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import IO, Any
 
 import docker
 import docker.errors
@@ -63,6 +64,18 @@ def build(context: bytes, tag: str, emit: Callable[[str], None], platform: str =
         stream_lines(chunks, emit)
     except docker.errors.APIError as exc:
         raise BuildError(f"docker build failed: {exc.explanation or exc}") from exc
+
+
+def build_platform_image(context: IO[bytes], tag: str) -> None:
+    """A build of one of the platform's own images from a tar `context` (a file: it is large)."""
+    try:
+        for chunk in client().api.build(
+            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True
+        ):
+            if "error" in chunk:
+                raise ServiceError(f"building {tag} failed: {str(chunk['error']).strip()}")
+    except docker.errors.APIError as exc:
+        raise ServiceError(f"building {tag} failed: {exc.explanation or exc}") from exc
 
 
 def exposed_port(tag: str) -> int | None:
@@ -136,12 +149,26 @@ def seed_registry(image: str, registry: str) -> bool:
     return True
 
 
-def remove_images(repo: str, keep: frozenset[str] = frozenset(), force: bool = False) -> list[str]:
-    """Untag (and so delete) the local images of `repo` (`REGISTRY/APP`) not in `keep`; returns the
-    removed tags. An image still used by a container stays unless `force` (it goes next time)."""
+def _created(image: Any) -> float:
+    text = str(image.attrs.get("Created", ""))
+    head, _, frac = text.rstrip("Z").partition(".")
+    try:
+        return datetime.fromisoformat(f"{head}.{(frac or '0')[:6]}+00:00").timestamp()
+    except ValueError:
+        return 0.0
+
+
+def remove_images(
+    repo: str, keep: frozenset[str] = frozenset(), force: bool = False, made_before: float | None = None
+) -> list[str]:
+    """Untag (and so delete) the local images of `repo` (`REGISTRY/APP`) not in `keep` (and made
+    before `made_before`, a UNIX time, if given); returns the removed tags. An image still used by a
+    container stays unless `force` (it goes next time)."""
     removed = []
     try:
         for image in client().images.list(name=repo):
+            if made_before is not None and _created(image) >= made_before:
+                continue
             for tag in image.tags:
                 if tag.rpartition(":")[0] != repo or tag in keep:
                     continue

@@ -203,6 +203,16 @@ class Settings:
         return self.state_dir / "run"
 
     @property
+    def upgrade_marker(self) -> Path:
+        """Present while `deis up` replaces the platform's components: new SSH sessions wait for it."""
+        return self.run_dir / "upgrading"
+
+    @property
+    def appliance_ready(self) -> Path:
+        """Written by the appliance once it listens: the instance id it was started with."""
+        return self.run_dir / "appliance.ready"
+
+    @property
     def log_dir(self) -> Path:
         return self.state_dir / "log"
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import re
 import shutil
 import socket
@@ -24,7 +26,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from appliance import components, processes, services
+from appliance import components, handover, processes, services
 from core.errors import DeisError, ValidationError
 from core.output import Output
 from core.settings import Settings, check_ca_bundle, parse_build_env
@@ -54,7 +56,6 @@ def appliance_service(settings: Settings) -> processes.Service:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    before = settings.to_dict()
     for name in (
         "ssh_host",
         "ssh_port",
@@ -74,11 +75,16 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.save()
     out.step(f"Bringing the platform up (state in {settings.state_dir})")
-    components.up(settings, out)
+    upgrade = (
+        contextlib.nullcontext()
+        if not handover.appliance_running(settings)
+        else (handover.upgrading(settings, out, lambda: handover.deploys_in_flight(Store(settings.etcd_url))))
+    )
+    with upgrade:  # new sessions wait while etcd, the registry or the router may be replaced
+        components.up(settings, out)
     seed_registry(settings, out)
-    restart_if_changed(settings, before, out)
-    out.step(f"Starting the appliance (SSH) on port {settings.ssh_port}")
-    processes.start(appliance_service(settings), settings, out)
+    out.step(f"Starting the appliance (SSH, container) on port {settings.ssh_port}")
+    handover.start_appliance(settings, out, appliance_service(settings))
     store = Store(settings.etcd_url)
     has_admin = any(u.admin for u in apps.list_users(store))
     out.step("The platform is up")
@@ -91,15 +97,6 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.detail(f"commands:        ssh -p {port} git@HOST help")
     out.detail(f"apps answer at:  {settings.app_url('APP')}")
     return 0
-
-
-def restart_if_changed(settings: Settings, before: dict[str, object], out: Output) -> None:
-    """The appliance reads the settings once, at its start (builds run in it): a running one is stopped
-    when they changed, so the start that follows serves the new ones (apps keep serving meanwhile)."""
-    service = appliance_service(settings)
-    if settings.to_dict() != before and processes.running_pid(service, settings) is not None:
-        out.step("Restarting the appliance: its settings changed")
-        processes.stop(service, settings, out)
 
 
 def _bundle_option(settings: Settings, args: argparse.Namespace, name: str, what: str) -> None:
@@ -175,7 +172,8 @@ def seed_registry(settings: Settings, out: Output) -> None:
 
 def cmd_down(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.step("Stopping the platform (apps' containers keep their restart policy)")
-    processes.stop(appliance_service(settings), settings, out)
+    handover.stop_appliance(settings, out)
+    processes.stop(appliance_service(settings), settings, out)  # one an earlier layout started
     components.down(settings, out)
     out.step("The platform is down")
     return 0
@@ -200,8 +198,6 @@ def component_lines(settings: Settings) -> list[tuple[str, bool, str]]:
             continue
         up = _uptime(time.time() - st.started) if st.state == "running" else "-"
         rows.append((name, st.state == "running", f"container {container}: up {up}, restarts {st.restarts}"))
-    appliance = processes.is_running(appliance_service(settings), settings)
-    rows.append(("appliance", appliance, "process"))
     return rows
 
 
@@ -219,6 +215,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings.harden()  # a state dir made by an older platform gets the permissions it should have
+    if os.environ.get(components.INSTANCE_ENV):  # in its container: the engine cannot mount its files
+        from builders import buildpack
+
+        buildpack.publish_files(settings)
     platform = Platform.from_settings(settings)  # the one this process shares: commands, hooks, reconciler
     # The collector first: it must hear of every container the reconciler removes.
     stop_logs = collector.start_thread(platform)
@@ -226,7 +226,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     stop = reconciler.start_thread(platform)
     stop_acme = acme.start_thread(platform)
     try:
-        asyncio.run(serve(platform))
+        # A replacement stops the reconciler at once (the new appliance has its own), then finishes
+        # the sessions in flight (appliance.handover).
+        asyncio.run(serve(platform, on_listening=lambda: mark_ready(settings), on_stop=stop.set))
     finally:
         stop_acme.set()
         platform.acme_wake.set()
@@ -235,6 +237,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
         stop_metrics.set()
         platform.logs.close()  # what is buffered goes to disk
     return 0
+
+
+def mark_ready(settings: Settings) -> None:
+    """Tell `deis up` which start of the appliance now listens (its container's instance id)."""
+    instance = os.environ.get(components.INSTANCE_ENV)
+    if instance:
+        tmp = settings.appliance_ready.with_suffix(".tmp")
+        tmp.write_text(instance + "\n")
+        os.replace(tmp, settings.appliance_ready)
 
 
 def cmd_keys_add(settings: Settings, args: argparse.Namespace, out: Output) -> int:
@@ -276,10 +287,11 @@ def cmd_stacks_build(settings: Settings, args: argparse.Namespace, out: Output) 
 
 def cmd_test_prereqs(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     """What the test suite shares with the host: a docker daemon that answers and the stack images."""
+    from builders import components as builders_components
     from builders import stacks
 
     services.ensure_dockerd(settings, out)
-    stacks.ensure_all(settings, out)
+    stacks.ensure_all(settings, out, extra=builders_components.specs())  # the appliance runs in one
     return 0
 
 

@@ -11,17 +11,20 @@ import asyncio
 import contextlib
 import io
 import os
+import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, cast
 
 import asyncssh
 
 from appliance.platform import Platform
 from core.errors import DeisError, NotFound, StoreUnavailable, UsageError
 from gitserver import channels, cli, commands, repos
+from gitserver.gate import Gate
 from hooks import service as hook_service
 from releaser import apps
 from releaser.store import Store
@@ -31,71 +34,12 @@ MAX_AUTH_FAILURES = 6
 MAX_STDIN = 1 << 20  # what a command may read from stdin (keys, .env files)
 GIT_VERBS = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
 MAX_THREADS = 128
+# Sessions a stopping appliance does not wait for: they follow or attach until the user leaves.
+OPEN_ENDED = frozenset({"logs", "run"})
+UPGRADE_WAIT = 300.0  # how long a new session waits for `deis up` to finish replacing components
+STALE_MARKER = 1800.0  # an upgrade marker older than this was left by an interrupted `deis up`
+STOPPING = "the platform is being upgraded or restarted; try again shortly"
 AUTH_THREADS = 8  # key lookups run here, never behind commands in the sessions' pool
-
-
-class Gate:
-    """What the server counts itself (asyncssh has no such limits): connections that have not
-    authenticated yet, and each user's open sessions. Used on the event loop only.
-
-    Each client address is sure of `max_preauth_per_address` of the `max_preauth` slots. A burst from
-    one address may take more while they are free; once all are taken, a newcomer from an address
-    under its share closes the oldest waiting connection of an address over its share. So one
-    address that opens connections and never authenticates cannot lock everyone else out."""
-
-    def __init__(self, max_preauth: int, max_sessions: int, max_preauth_per_address: int = 0) -> None:
-        self.max_preauth = max_preauth
-        self.max_per_address = max_preauth_per_address or max_preauth
-        self.max_sessions = max_sessions
-        self.waiting: dict[str, list[Evictable]] = {}  # address -> its connections, oldest first
-        self.sessions: dict[str, int] = {}
-
-    @property
-    def preauth(self) -> int:
-        return sum(len(v) for v in self.waiting.values())
-
-    def admit_connection(self, address: str, conn: Evictable) -> bool:
-        if self.preauth >= self.max_preauth:
-            victim = self._victim(address)
-            if victim is None:
-                return False
-            victim[1].evict()
-            self.authenticated(*victim)
-        self.waiting.setdefault(address, []).append(conn)
-        return True
-
-    def _victim(self, address: str) -> tuple[str, Evictable] | None:
-        if len(self.waiting.get(address, ())) >= self.max_per_address:
-            return None  # the newcomer's address has its share already
-        top = max(self.waiting, key=lambda a: len(self.waiting[a]), default=None)
-        if top is None or len(self.waiting[top]) <= self.max_per_address:
-            return None
-        return top, self.waiting[top][0]
-
-    def authenticated(self, address: str, conn: Evictable) -> None:
-        """`conn` waits no more (it authenticated, or went away); twice is harmless."""
-        left = [c for c in self.waiting.get(address, ()) if c is not conn]
-        if left:
-            self.waiting[address] = left
-        else:
-            self.waiting.pop(address, None)
-
-    def open_session(self, user: str) -> bool:
-        if self.sessions.get(user, 0) >= self.max_sessions:
-            return False
-        self.sessions[user] = self.sessions.get(user, 0) + 1
-        return True
-
-    def close_session(self, user: str) -> None:
-        left = self.sessions.get(user, 0) - 1
-        if left > 0:
-            self.sessions[user] = left
-        else:
-            self.sessions.pop(user, None)
-
-
-class Evictable(Protocol):
-    def evict(self) -> None: ...
 
 
 def ensure_host_key(path: Path) -> asyncssh.SSHKey:
@@ -216,12 +160,16 @@ class Appliance:
             self.settings.max_preauth_per_address,
         )
         self.auth_pool = ThreadPoolExecutor(max_workers=AUTH_THREADS, thread_name_prefix="ssh-auth")
+        self.sessions: dict[asyncio.Task[Any], str] = {}  # the running ones, by their first word
+        self.stopping = False
 
     @property
     def deploy_socket(self) -> Path:
         return self.settings.run_dir / "deploy.sock"
 
-    async def start(self, host: str | None = None, port: int | None = None) -> asyncssh.SSHAcceptor:
+    async def start(
+        self, host: str | None = None, port: int | None = None, reuse_port: bool = False
+    ) -> asyncssh.SSHAcceptor:
         key = ensure_host_key(self.settings.host_key)
         # Handlers run in the loop's default executor; `logs -f` and `run` hold a thread for the whole
         # session, so the default (CPUs + 4 threads) would let a few followers stall every session.
@@ -240,7 +188,32 @@ class Appliance:
             allow_scp=False,
             agent_forwarding=False,
             x11_forwarding=False,
+            # A replacement appliance listens beside the one it replaces (appliance.handover).
+            reuse_port=reuse_port or None,
         )
+
+    async def drain(self) -> None:
+        """Once the listener is closed: until every session but the open-ended ones has ended."""
+        while any(kind not in OPEN_ENDED for kind in self.sessions.values()):
+            await asyncio.sleep(0.1)
+
+    async def _wait_for_upgrade(self, stderr: IO[str]) -> None:
+        """A new session waits while `deis up` replaces the components (its marker file)."""
+        marker = self.settings.upgrade_marker
+        deadline = asyncio.get_running_loop().time() + UPGRADE_WAIT
+        told = False
+        while True:
+            try:
+                if time.time() - marker.stat().st_mtime > STALE_MARKER:
+                    return
+            except OSError:
+                return
+            if asyncio.get_running_loop().time() >= deadline:
+                raise DeisError(STOPPING)
+            if not told:
+                stderr.write("-----> the platform is being upgraded, waiting\n")
+                told = True
+            await asyncio.sleep(0.2)
 
     async def handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         loop = asyncio.get_running_loop()
@@ -248,7 +221,13 @@ class Appliance:
         stderr = cast(IO[str], _ChannelText(loop, process.stderr))
         code = 1
         counted: str | None = None
+        task = asyncio.current_task()
+        if task is not None:
+            self.sessions[task] = (process.command or "").split(" ", 1)[0]
         try:
+            if self.stopping:
+                raise DeisError(STOPPING)
+            await self._wait_for_upgrade(stderr)
             unavailable = process.get_extra_info("deis_unavailable")
             if unavailable:
                 raise StoreUnavailable(unavailable)
@@ -276,6 +255,8 @@ class Appliance:
         finally:
             if counted is not None:
                 self.gate.close_session(counted)
+            if task is not None:
+                self.sessions.pop(task, None)
         await asyncio.sleep(0)  # let queued writes reach the channel before exit
         with contextlib.suppress(Exception):
             await process.stdout.drain()
@@ -441,9 +422,26 @@ class Appliance:
         return env
 
 
-async def serve(platform: Platform) -> None:
-    server = await Appliance(platform).start()
+async def serve(
+    platform: Platform,
+    on_listening: Callable[[], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGTERM (or SIGINT): then stop listening, let the sessions in flight end (a push
+    completes), and return. `on_listening` runs once the port is open, `on_stop` at the signal."""
+    appliance = Appliance(platform)
+    server = await appliance.start(reuse_port=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    if on_listening is not None:
+        on_listening()
     try:
-        await server.wait_closed()
+        await stopping.wait()
+        appliance.stopping = True
+        if on_stop is not None:
+            on_stop()
     finally:
         server.close()
+    await appliance.drain()

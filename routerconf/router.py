@@ -116,6 +116,16 @@ class Router:
         """The running nginx master of this router (from its pidfile), or None."""
         return self._pid()
 
+    def adopt(self, pid: int) -> None:
+        """After a replaced nginx quit (and removed the pidfile both share): `pid` is the master, and
+        it reloads what was rendered meanwhile."""
+        with self._locked():
+            tmp = self.pidfile.with_suffix(".tmp")
+            tmp.write_text(f"{pid}\n")
+            os.replace(tmp, self.pidfile)
+            if self._pid() == pid:
+                self._reload(pid)
+
     def stop(self) -> None:
         """Quit our nginx gracefully (SIGQUIT: finish open requests), SIGTERM after STOP_TIMEOUT."""
         with self._locked():

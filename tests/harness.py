@@ -2,7 +2,7 @@
 
 Shared by the end-to-end tests and benchmarks/. dockerd and the stack image are shared with the
 host (made once); etcd, the registry and nginx are this harness's own component containers, the
-appliance its own process.
+appliance its own container (from this checkout's appliance image, as `deis up` runs it).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import Any
 
 import docker
 
-from appliance import components, processes
+from appliance import components, handover, processes
 from core.output import Output
+from core.proc import alive
 from core.settings import Settings
 from gitserver.admin import appliance_service, seed_registry
 from scheduler.docker import LABEL_PLATFORM
@@ -33,6 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "fixtures" / "apps"
 # The appliance and the git hook it starts import this checkout, not whatever is installed.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+
+OWNER_PIDFILE = "test-owner.pid"  # the test process that made a platform (sweep_orphans)
 
 
 def free_port() -> int:
@@ -79,6 +83,8 @@ class Harness:
             drain_ca_bundle=self.drain_ca.file,
         )
         own(str(self.settings.state_dir))
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.settings.state_dir / OWNER_PIDFILE).write_text(f"{os.getpid()}\n")
         OWN_REGISTRIES.add(self.settings.registry)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -86,14 +92,53 @@ class Harness:
         self.settings.save()
         components.up(self.settings, self.out)
         seed_registry(self.settings, self.out)
-        processes.start(appliance_service(self.settings), self.settings, self.out)
+        self.start_appliance()
         return self
+
+    def start_appliance(self) -> None:
+        """The appliance's container: started, or handed over when the saved settings changed."""
+        handover.start_appliance(self.settings, self.out, appliance_service(self.settings))
+
+    def stop_appliance(self) -> None:
+        handover.stop_appliance(self.settings, self.out)
+
+    def wait_appliance(self, timeout: float = 30.0) -> float:
+        """Until the appliance's container (started again by the engine or a restart) listens."""
+        env = dict(e.split("=", 1) for e in self.appliance_container().attrs["Config"]["Env"])
+        name = components.container_name(self.settings, "appliance")
+        return handover._wait_ready(
+            self.settings, name, env[components.INSTANCE_ENV], timeout, restarting=True
+        )
+
+    def restart_appliance(self) -> float:
+        """`docker restart` of the appliance (SIGTERM, its sessions end, start); seconds until it listens."""
+        began = time.monotonic()
+        self.settings.appliance_ready.unlink(missing_ok=True)
+        self.appliance_container().restart(timeout=30)
+        self.wait_appliance()
+        return time.monotonic() - began
+
+    def appliance_container(self) -> Any:
+        return docker.from_env().containers.get(components.container_name(self.settings, "appliance"))
+
+    def appliance_pid(self) -> int:
+        """The host PID of the appliance's Python process (the container's own, or its init's child)."""
+        init = int(self.appliance_container().attrs["State"]["Pid"])
+        if Path(f"/proc/{init}/comm").read_text().startswith("python"):
+            return init
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == init:
+                    children.append(int(stat.parent.name))
+        assert len(children) == 1, children
+        return children[0]
 
     def down(self) -> None:
         # The appliance goes first: its reconciler would start again every container removed while
         # it still runs (how a whole suite used to leave five apps running behind it).
         try:
-            processes.stop(appliance_service(self.settings), self.settings, self.out)
+            self.stop_appliance()
         finally:
             try:
                 self.remove_containers()
@@ -354,8 +399,10 @@ def sweep_orphans(temp_root: Path) -> list[str]:
             state, settings = Path(platform), Settings(state_dir=Path(platform))
             # A platform still coming up has no appliance yet: a young state dir counts as alive.
             young = state.is_dir() and time.time() - state.stat().st_mtime < 600
-            service = appliance_service(settings)
-            running = state.is_dir() and processes.running_pid(service, settings) is not None
+            # Its appliance is a container the engine brings back after a restart, dead run or not:
+            # the test process that made the platform (its pidfile) must live too.
+            owner = processes.read_pid(state / OWNER_PIDFILE)
+            running = owner is not None and alive(owner) and handover.appliance_running(settings)
             dead[platform] = not (young or running)
         return dead[platform]
 

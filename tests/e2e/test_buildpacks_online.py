@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from appliance import processes
-from gitserver.admin import appliance_service, restart_if_changed
 from tests.e2e.buildpack_apps import commit_files
 from tests.harness import Harness, Key, unique
 
@@ -199,11 +197,9 @@ def test_python_lockfiles(platform: Harness, admin: Key, fixture: str, installed
 
 
 def reconfigure(h: Harness, build_env: tuple[str, ...]) -> None:
-    before = h.settings.to_dict()
     h.settings.build_env = build_env
     h.settings.save()
-    restart_if_changed(h.settings, before, h.out)
-    processes.start(appliance_service(h.settings), h.settings, h.out)
+    h.start_appliance()  # changed settings: another container spec, handed over to
 
 
 def test_operator_build_env_and_ca_bundle_reach_the_build(

@@ -13,8 +13,6 @@ from pathlib import Path
 import docker
 import pytest
 
-from appliance import processes
-from gitserver.admin import appliance_service
 from tests.harness import Harness, Key, unique
 
 pytestmark = pytest.mark.e2e
@@ -114,8 +112,7 @@ def test_a_highly_compressible_2gb_push_is_refused_and_the_appliance_stays_small
         f.truncate(2 << 30)  # 2 GiB of zeros: a few MB once git packs it
     platform.git(work, "add", "-A", timeout=600)
     platform.git(work, "commit", "-q", "-m", "zeros")
-    pid = processes.running_pid(appliance_service(platform.settings), platform.settings)
-    assert pid is not None
+    pid = platform.appliance_pid()
     peak = [0]
     done = threading.Event()
 

@@ -18,8 +18,6 @@ from pathlib import Path
 import docker
 import pytest
 
-from appliance import processes, services
-from gitserver.admin import appliance_service
 from tests.drainservers import LogplexServer, SyslogServer, server_context
 from tests.harness import Harness, Key, unique
 
@@ -156,10 +154,9 @@ def test_follow_sees_a_line_within_a_second_and_nothing_twice_across_a_deploy(
 def test_an_appliance_restart_misses_and_repeats_nothing(platform: Harness, admin: Key, app: str) -> None:
     assert platform.ssh(admin, "scale", "counter=1", "--app", app).returncode == 0
     time.sleep(1.0)
-    service = appliance_service(platform.settings)
-    services.stop(service, platform.settings, platform.out)
+    platform.stop_appliance()
     time.sleep(1.0)  # the counter goes on meanwhile
-    services.start(service, platform.settings, platform.out)
+    platform.start_appliance()
     assert wait_for(lambda: platform.ssh(admin, "apps").returncode == 0, timeout=30)
     time.sleep(1.0)
     assert platform.ssh(admin, "scale", "counter=0", "--app", app).returncode == 0
@@ -170,7 +167,7 @@ def test_an_appliance_restart_misses_and_repeats_nothing(platform: Harness, admi
 
 
 def appliance_rss(h: Harness) -> int:
-    pid = processes.running_pid(appliance_service(h.settings), h.settings)
+    pid = h.appliance_pid()
     with open(f"/proc/{pid}/status") as f:
         return next(int(x.split()[1]) * 1024 for x in f if x.startswith("VmRSS:"))
 

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 import docker
 import pytest
 
-from appliance import processes
-from gitserver.admin import appliance_service
 from scheduler.docker import LABEL_PLATFORM
 from tests.harness import Harness, Key, unique
 
@@ -195,8 +193,7 @@ def test_logs_show_requests_and_platform_events(platform: Harness, admin: Key, a
 
 
 def appliance_threads(h: Harness) -> int:
-    pid = processes.running_pid(appliance_service(h.settings), h.settings)
-    assert pid is not None
+    pid = h.appliance_pid()
     return len(os.listdir(f"/proc/{pid}/task"))
 
 

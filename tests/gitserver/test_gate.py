@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from gitserver.server import Gate
+from gitserver.gate import Gate
 
 
 class Conn:

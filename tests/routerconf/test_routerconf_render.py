@@ -93,10 +93,10 @@ http {
     ssl_session_cache shared:deis_tls:10m;
     ssl_session_timeout 1h;
 
-    # Hosts that name no app.
+    # Hosts that name no app. reuseport: a replacement router listens beside this one before it quits.
     server {
-        listen 80 default_server;
-        listen 443 ssl default_server;
+        listen 80 default_server reuseport;
+        listen 443 ssl default_server reuseport;
         ssl_certificate certs/_platform.crt;
         ssl_certificate_key certs/_platform.key;
         server_name _;
@@ -219,9 +219,9 @@ def test_render_main_as_root_sets_user() -> None:
 
 def test_render_main_port_and_explicit_includes() -> None:
     text = render_main(Settings(http_port=8080), user=None, includes=["apps/a.conf", "staging/b.x1.conf"])
-    expected = MAIN_DEFAULT.replace("listen 80 default_server;", "listen 8080 default_server;").replace(
-        "    include apps/*.conf;\n", "    include apps/a.conf;\n    include staging/b.x1.conf;\n"
-    )
+    expected = MAIN_DEFAULT.replace(
+        "listen 80 default_server reuseport;", "listen 8080 default_server reuseport;"
+    ).replace("    include apps/*.conf;\n", "    include apps/a.conf;\n    include staging/b.x1.conf;\n")
     assert text == expected
 
 
