@@ -9,8 +9,6 @@ import time
 
 import pytest
 
-from appliance import services
-from gitserver.admin import appliance_service
 from tests.harness import Harness, Key, unique
 
 pytestmark = pytest.mark.e2e
@@ -100,10 +98,9 @@ def test_metrics_survive_an_appliance_restart(platform: Harness, admin: Key, app
     before = wait_for_requests(platform, admin, app, 1)["requests"]
     for _ in range(10):
         assert platform.get(app, "/")[0] == 200
-    service = appliance_service(platform.settings)
-    services.stop(service, platform.settings, platform.out)  # within a flush of the requests
+    platform.stop_appliance()  # within a flush of the requests
     for _ in range(10):  # while the appliance is down: the router logs them, they count later
         assert platform.get(app, "/")[0] == 200
-    services.start(service, platform.settings, platform.out)
+    platform.start_appliance()
     data = wait_for_requests(platform, admin, app, before + 20)
     assert data["requests"] == before + 20, data  # none lost, none twice
