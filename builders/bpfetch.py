@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from builders import buildenv, buildfs, buildrun, stacks
+from builders.builderfiles import engine_path
 from core import dockercli
 from core.dockercli import Mount
 from core.errors import BuildError, ValidationError
@@ -106,7 +107,7 @@ def fetch_argv(
     )
     mounts = [
         Mount(str(dest), "/buildpack"),
-        Mount(str(FETCHER), "/builder/fetch", read_only=True),
+        Mount(str(engine_path(FETCHER)), "/builder/fetch", read_only=True),
         *ca_mounts,
     ]
     if source is not None:

@@ -216,9 +216,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings.harden()  # a state dir made by an older platform gets the permissions it should have
     if os.environ.get(components.INSTANCE_ENV):  # in its container: the engine cannot mount its files
-        from builders import buildpack
+        from builders import builderfiles
 
-        buildpack.publish_files(settings)
+        builderfiles.publish_files(settings)
     platform = Platform.from_settings(settings)  # the one this process shares: commands, hooks, reconciler
     # The collector first: it must hear of every container the reconciler removes.
     stop_logs = collector.start_thread(platform)
