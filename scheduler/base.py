@@ -40,6 +40,9 @@ class ProcessSpec:
     memory: int | None = None  # bytes
     cpu_shares: int | None = None  # relative weight (1024 is an unlimited default share)
     pids_limit: int | None = None  # processes (threads too) it may run at once
+    # Extra networks it joins before it starts (those of the backing services linked to the app);
+    # backends without networks of their own ignore them.
+    networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -288,7 +288,10 @@ class DockerBackend(Backend):
                 quickack.ensure(self._bridge)
             self._make_room(str(spec.name))
             self._ensure_image(spec.image)
-            c = self.client.containers.run(**kw)
+            kw.pop("detach")
+            c = self.client.containers.create(**kw)
+            self._join(c.id or "", spec.networks)
+            c.start()
             c.reload()
         except docker.errors.APIError as exc:
             raise DeployError(f"could not start {spec.name}: {exc.explanation or exc}") from exc
@@ -344,8 +347,10 @@ class DockerBackend(Backend):
         try:
             kw = one_off_kwargs(spec, self.platform, self.network(), interactive=interactive, tty=stdio.tty)
             self._ensure_image(spec.image)
-            self.client.containers.create(**kw)
+            c = self.client.containers.create(**kw)
+            self._join(c.id or "", spec.networks)
         except docker.errors.APIError as exc:
+            self._remove(str(spec.name))
             raise DeployError(f"could not start {spec.name}: {exc.explanation or exc}") from exc
         try:
             return self._attach(spec, stdio, one_off_argv(spec, interactive=interactive, tty=stdio.tty))
@@ -410,6 +415,16 @@ class DockerBackend(Backend):
             self._network = name
             self._bridge = options.get("com.docker.network.bridge.name") or f"br-{(net.id or '')[:12]}"
         return name
+
+    def _join(self, container: str, networks: tuple[str, ...]) -> None:
+        """Connect a created container to extra networks before it starts (a linked service's:
+        the app finds the service there from its first line on)."""
+        for net in networks:
+            try:
+                self.client.api.connect_container_to_network(container, net)
+            except docker.errors.APIError as exc:
+                self._remove(container)
+                raise DeployError(f"could not join network {net}: {exc.explanation or exc}") from exc
 
     def _remove(self, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):

@@ -34,6 +34,7 @@ class Deployment:
     cpu: dict[str, int] = field(default_factory=dict)  # type -> cpu shares
     runner: bool = False  # the image's entry point is the slug runner: a type starts as `start TYPE`
     release_command: str = ""  # the Procfile's `release:`, run once before the rollout (release_phase)
+    networks: tuple[str, ...] = ()  # the linked backing services' networks (ProcessSpec.networks)
 
 
 def command(d: Deployment, ptype: str) -> list[str] | None:
@@ -77,6 +78,7 @@ def spec(d: Deployment, ptype: str, num: int, argv: list[str] | None = None) -> 
         memory=d.memory.get(ptype, d.default_memory),
         cpu_shares=d.cpu.get(ptype),
         pids_limit=d.pids_limit,
+        networks=d.networks,
     )
 
 
