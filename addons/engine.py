@@ -256,7 +256,7 @@ class Engine:
             c = self._container(name)
             if c is None:
                 raise ServiceError(f"service {name} has no container")
-            if c.status in ("exited", "dead"):
+            if c.status in ("exited", "dead") or int(c.attrs.get("RestartCount") or 0) >= 2:
                 raise ServiceError(f"service {name} stopped: {self.last_line(name)}")
             if c.status == "running":
                 with contextlib.suppress(docker.errors.APIError):

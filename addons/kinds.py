@@ -21,7 +21,9 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 PG_USER = "app"
 PG_DB = "app"
 
+# The data mount is the host's 0700 directory: the server's user must be able to go through it.
 _POSTGRES_RUN = f"""set -eu
+chmod 711 {DATA}
 D={DATA}/pgdata
 install -d -o postgres -g postgres -m 700 "$D"
 if [ ! -s "$D/PG_VERSION" ]; then
@@ -40,6 +42,7 @@ exec runuser -u postgres -- {PG_BIN}/postgres -D "$D" -c listen_addresses='*' -c
 """
 
 _REDIS_RUN = f"""set -eu
+chmod 711 {DATA}
 D={DATA}/redis
 install -d -o redis -g redis -m 700 "$D"
 umask 077

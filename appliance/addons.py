@@ -187,17 +187,16 @@ def backup(p: Platform, svc: Service, stdio: Stdio, hangup: threading.Event | No
     """A consistent dump on `stdio.stdout` (pg_dump custom format; redis RDB); its exit status."""
     kind = kind_of(svc)
     e = engine(p)
-    _running(p, svc)
+    check_running(p, svc)
     argv = e.exec_argv(svc.name, kind.backup, kind.exec_user, stdin=False, tty=False)
     return e.attached(argv, None, stdio.stdout, stdio.stderr, hangup)
 
 
-def restore(p: Platform, svc: Service, stdio: Stdio, out: Output) -> None:
-    """Replace the service's data with the dump on `stdio.stdin` (what `backup` wrote)."""
+def restore(p: Platform, svc: Service, stdio: Stdio) -> None:
+    """Replace the service's data with the dump on `stdio.stdin` (what `backup` wrote). Called
+    while the session is attached: nothing may be printed but to `stdio`."""
     kind = kind_of(svc)
     e = engine(p)
-    _running(p, svc)
-    out.step(f"Restoring {svc.name} from stdin")
     if kind.restore:
         argv = e.exec_argv(svc.name, kind.restore, kind.exec_user, stdin=True, tty=False)
         rc = e.attached(argv, stdio.stdin, stdio.stderr, stdio.stderr)
@@ -213,13 +212,12 @@ def restore(p: Platform, svc: Service, stdio: Stdio, out: Output) -> None:
             e.wait_ready(kind, svc.name, READY_TIMEOUT)
         if rc != 0:
             raise ServiceError(f"the restore failed (exit status {rc}): the data is as it was")
-    out.step(f"done, {svc.name} restored")
 
 
 def connect(p: Platform, svc: Service, stdio: Stdio) -> int:
     kind = kind_of(svc)
     e = engine(p)
-    _running(p, svc)
+    check_running(p, svc)
     argv = e.exec_argv(svc.name, kind.connect, kind.exec_user, stdin=stdio.stdin is not None, tty=stdio.tty)
     return e.attached(argv, stdio.stdin, stdio.stdout, stdio.stderr)
 
@@ -233,7 +231,7 @@ def logs(
     )
 
 
-def _running(p: Platform, svc: Service) -> None:
+def check_running(p: Platform, svc: Service) -> None:
     status = engine(p).status(svc.name)
     if status.state != "running":
         raise ServiceError(f"service {svc.name} is {status.state}: see services:info {svc.name}")

@@ -190,11 +190,16 @@ def services_backup(ctx: Context, args: argparse.Namespace) -> int:
 )
 def services_restore(ctx: Context, args: argparse.Namespace) -> int:
     svc = _service(ctx, args.name, manage=True)
-    return _attached(ctx, lambda stdio: _restore(ctx, svc, stdio))
+    addons.check_running(ctx.platform, svc)
+    ctx.out.step(f"Restoring {svc.name} from stdin")
+    # While attached, the session's output belongs to the restore: the last line waits for it.
+    _attached(ctx, lambda stdio: _restore(ctx, svc, stdio))
+    ctx.out.step(f"done, {svc.name} restored")
+    return 0
 
 
 def _restore(ctx: Context, svc: Service, stdio: Stdio) -> int:
-    addons.restore(ctx.platform, svc, stdio, ctx.out)
+    addons.restore(ctx.platform, svc, stdio)
     return 0
 
 
