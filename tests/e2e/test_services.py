@@ -187,7 +187,8 @@ def test_backup_and_restore_into_a_second_service_exactly(platform: Harness, ali
             platform, alice, second, "SELECT tableowner FROM pg_tables WHERE tablename='notes';"
         )
         # A dump that is not one changes nothing.
-        refused(raw_ssh(platform, alice, "services:restore", second, data=b"not a dump"), "pg_restore failed")
+        bad = raw_ssh(platform, alice, "services:restore", second, data=b"not a dump")
+        assert bad.returncode == 1 and b" !     pg_restore failed" in bad.stderr, bad.stderr
         assert want in psql(
             platform,
             alice,
@@ -241,7 +242,9 @@ def test_redis_link_ping_backup_restore(platform: Harness, alice: Key, app: str)
         ok(platform.ssh(alice, "services:create", "redis", second, timeout=300))
         r = raw_ssh(platform, alice, "services:restore", second, data=dump.stdout)
         assert r.returncode == 0, r.stderr
-        refused(raw_ssh(platform, alice, "services:restore", second, data=b"garbage"), "the restore failed")
+        bad = raw_ssh(platform, alice, "services:restore", second, data=b"garbage")
+        assert bad.returncode == 1 and b"not a redis RDB file" in bad.stderr, bad.stderr
+        assert b" !     the restore failed (exit status 3): the data is as it was" in bad.stderr
         ok(platform.ssh(alice, "services:restart", second))
         for i, v in enumerate(ROWS):
             got = raw_ssh(platform, alice, "services:connect", second, data=f"GET k{i}\n".encode())
