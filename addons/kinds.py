@@ -106,7 +106,8 @@ POSTGRES = Kind(
         "--exit-on-error",
         "--single-transaction",
     ),
-    connect=(f"{PG_BIN}/psql", "-h", "/tmp", "-d", PG_DB),
+    # As the database's superuser over the socket, acting as the app's role: what it makes is the app's.
+    connect=_sh(f"PGOPTIONS='-c role={PG_USER}' exec {PG_BIN}/psql -X -v ON_ERROR_STOP=1 -h /tmp -d {PG_DB}"),
     exec_user="postgres",
 )
 

@@ -9,16 +9,22 @@ service, read back exactly; data survives services:restart; unlink; destroy refu
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 
 import docker
 import pytest
 
 from addons import engine as svc_engine
+from appliance import components, processes
+from gitserver.admin import appliance_service
 from tests.e2e.test_releases import ok, refused
 from tests.harness import Harness, Key, unique
+from tests.load import Load
 
 pytestmark = pytest.mark.e2e
 
@@ -178,7 +184,7 @@ def test_backup_and_restore_into_a_second_service_exactly(platform: Harness, ali
             platform,
             alice,
             second,
-            "SELECT encode(convert_to(string_agg(body, '|' ORDER BY id), 'UTF8'), 'hex');",
+            "SELECT encode(convert_to(string_agg(body, '|' ORDER BY id), 'UTF8'), 'hex') FROM notes;",
         )
         want = "|".join(ROWS).encode().hex()
         assert want in got
@@ -193,7 +199,7 @@ def test_backup_and_restore_into_a_second_service_exactly(platform: Harness, ali
             platform,
             alice,
             second,
-            "SELECT encode(convert_to(string_agg(body, '|' ORDER BY id), 'UTF8'), 'hex');",
+            "SELECT encode(convert_to(string_agg(body, '|' ORDER BY id), 'UTF8'), 'hex') FROM notes;",
         )
     finally:
         ok(platform.ssh(alice, "services:destroy", second, "--confirm", second))
@@ -253,3 +259,49 @@ def test_redis_link_ping_backup_restore(platform: Harness, alice: Key, app: str)
     finally:
         platform.ssh(alice, "services:destroy", name, "--confirm", name)
         platform.ssh(alice, "services:destroy", second, "--confirm", second)
+
+
+def test_link_and_unlink_under_load_fail_no_request(platform: Harness, alice: Key, pg: str) -> None:
+    name = unique("svcload")
+    assert platform.push(platform.checkout("hello", name), alice).returncode == 0
+    platform.wait_steady(name)
+    with Load(platform.settings.http_port, f"{name}.{platform.settings.domain}", workers=3) as traffic:
+        ok(platform.ssh(alice, "services:link", pg, "-a", name))
+        ok(platform.ssh(alice, "services:unlink", pg, "-a", name))
+    assert traffic.result.sent > 0 and traffic.result.failed == 0, traffic.result.summary()
+    ok(platform.ssh(alice, "apps:destroy", name, "--confirm", name))
+
+
+def test_a_killed_service_is_restarted_and_data_survives_platform_down_up(
+    platform: Harness, alice: Key, pg: str
+) -> None:
+    psql(
+        platform,
+        alice,
+        pg,
+        "CREATE TABLE IF NOT EXISTS kept (v text); INSERT INTO kept VALUES ('through down');",
+    )
+    c = docker.from_env().containers.get(svc_engine.container_name(str(platform.settings.state_dir), pg))
+    os.kill(int(c.attrs["State"]["Pid"]), signal.SIGKILL)  # the container's init: the whole service dies
+    deadline = time.monotonic() + 30
+    while True:
+        info = json.loads(ok(platform.ssh(alice, "services:info", pg, "--json")))
+        if (
+            info["restarts"] >= 1
+            and info["status"] == "running"
+            and "through down" in _kept(platform, alice, pg)
+        ):
+            break
+        assert time.monotonic() < deadline, info
+        time.sleep(0.2)
+    s = platform.settings
+    processes.stop(appliance_service(s), s, platform.out)
+    components.down(s, platform.out)
+    components.up(s, platform.out)
+    processes.start(appliance_service(s), s, platform.out)
+    assert "through down" in _kept(platform, alice, pg)
+
+
+def _kept(platform: Harness, alice: Key, pg: str) -> str:
+    r = platform.ssh(alice, "services:connect", pg, input="SELECT v FROM kept;")
+    return r.stdout if r.returncode == 0 else ""
