@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 import builders
-from appliance import addons
+from appliance import addons, storage
 from appliance.collector import Recorded
 from appliance.platform import Platform
 from builders import source
@@ -158,6 +158,7 @@ def deployment_for(
         runner=build.runner,
         release_command=build.release,
         networks=addons.networks(p, release.app),
+        mounts=storage.mounts(p, release.app, list(build.process_types)),
     )
 
 

@@ -43,6 +43,9 @@ class ProcessSpec:
     # Extra networks it joins before it starts (those of the backing services linked to the app);
     # backends without networks of their own ignore them.
     networks: tuple[str, ...] = ()
+    # (host directory, path inside) pairs bound read-write: the app's volumes (storage:mount);
+    # every instance of a type shares them, so old and new share them during a rollout.
+    mounts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ def confinement(spec: ProcessSpec, network: str | None) -> dict[str, Any]:
         kw["mem_limit"] = spec.memory
     if spec.cpu_shares:
         kw["cpu_shares"] = spec.cpu_shares
+    if spec.mounts:
+        kw["volumes"] = {host: {"bind": inside, "mode": "rw"} for host, inside in spec.mounts}
     return kw
 
 

@@ -18,6 +18,7 @@ keys      keys:add, keys:list, keys:remove
 perms     perms:list, perms:create, perms:delete, users:list
 buildpacks  buildpacks, builds:purge-cache
 services  services:* (postgres, redis: create, link, backup, restore, connect, ...)
+storage   storage:mount, storage:list, storage:unmount (an app's volumes)
 """
 
 from gitserver.commands import (  # noqa: F401 - registers the commands
@@ -37,6 +38,7 @@ from gitserver.commands import (  # noqa: F401 - registers the commands
     releases,
     run,
     services,
+    storage,
     tags,
 )
 from gitserver.commands.apps import authorize_fetch, authorize_push
