@@ -46,8 +46,17 @@ def listing(p: Platform, svc: Service) -> list[Backup]:
     for entry in os.scandir(folder):
         if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
             st = entry.stat(follow_symlinks=False)
-            found.append(Backup(entry.name, st.st_mtime, st.st_size))
+            found.append(Backup(entry.name, _stamp(entry.name, svc.name) or st.st_mtime, st.st_size))
     return sorted(found, key=lambda b: (b.created, b.file), reverse=True)
+
+
+def _stamp(file: str, name: str) -> float | None:
+    """The time in a backup's name (NAME-YYYYMMDDTHHMMSSZ.ext): when it was taken."""
+    stem = file[len(name) + 1 :].split(".", 1)[0]
+    try:
+        return float(calendar.timegm(time.strptime(stem, "%Y%m%dT%H%M%SZ")))
+    except ValueError:
+        return None
 
 
 def take(p: Platform, svc: Service, now: float | None = None) -> Backup:
@@ -71,8 +80,7 @@ def take(p: Platform, svc: Service, now: float | None = None) -> Backup:
         partial.unlink(missing_ok=True)
         raise DeisError(f"backup of {svc.name} failed (exit status {rc}): {why}")
     os.replace(partial, final)
-    st = final.stat()
-    return Backup(final.name, st.st_mtime, st.st_size)
+    return Backup(final.name, _stamp(final.name, svc.name) or time.time(), final.stat().st_size)
 
 
 def rotate(p: Platform, svc: Service, keep: int) -> list[str]:

@@ -20,7 +20,8 @@ import docker
 import pytest
 
 from addons import engine as svc_engine
-from appliance import components, processes
+from appliance import backups, components, processes
+from appliance.platform import Platform
 from gitserver.admin import appliance_service
 from tests.e2e.test_releases import ok, refused
 from tests.harness import Harness, Key, unique
@@ -310,3 +311,21 @@ def test_a_killed_service_is_restarted_and_data_survives_platform_down_up(
 def _kept(platform: Harness, alice: Key, pg: str) -> str:
     r = platform.ssh(alice, "services:connect", pg, input="SELECT v FROM kept;")
     return r.stdout if r.returncode == 0 else ""
+
+
+def test_scheduled_backups_rotate(platform: Harness, alice: Key, bob: Key, pg: str) -> None:
+    ok(platform.ssh(alice, "services:backups:schedule", pg, "00:00", "--keep", "2"))
+    refused(
+        platform.ssh(alice, "services:backups:schedule", pg, "25:00", "--keep", "2"), "invalid time '25:00'"
+    )
+    refused(platform.ssh(bob, "services:backups", pg), "does not exist or is not yours")
+    p = Platform.from_settings(platform.settings)
+    day = 86400
+    made = [backups.run_due(p, time.time() + k * day) for k in (1, 2, 3)]
+    assert all(len(m) == 1 for m in made), made
+    assert backups.run_due(p, time.time() + 3 * day) == []  # done for that day
+    listed = json.loads(ok(platform.ssh(alice, "services:backups", pg, "--json")))
+    assert [b["file"] for b in listed] == [made[2][0], made[1][0]]  # newest first, the oldest rotated out
+    folder = backups.directory(p, pg)
+    assert all((folder / b["file"]).read_bytes().startswith(b"PGDMP") for b in listed)
+    assert all((folder / b["file"]).stat().st_mode & 0o777 == 0o600 for b in listed)
