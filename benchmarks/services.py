@@ -31,7 +31,8 @@ CREATE_TARGET = 10.0
 
 def timed(argv: list[str], **kw: object) -> float:
     start = time.perf_counter()
-    r = subprocess.run(argv, capture_output=True, check=False, **kw)  # type: ignore[call-overload]
+    kw.setdefault("stdout", subprocess.PIPE)
+    r = subprocess.run(argv, stderr=subprocess.PIPE, check=False, **kw)  # type: ignore[call-overload]
     took = time.perf_counter() - start
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(argv[-3:])} failed ({r.returncode}): {r.stderr[-500:]!r}")
