@@ -58,11 +58,12 @@ def create_figures(h: Harness, key: Key, runs: int) -> dict[str, list[float]]:
 
 
 def fill(h: Harness, key: Key, name: str, mb: int) -> int:
-    """About `mb` MB of rows (text that compresses about 2:1, like real data); the database's size."""
+    """About `mb` MB of rows of random hex text (it compresses about 2:1); the database's size."""
     rows = mb * 1000  # about 1 kB a row with its overhead
     sql = (
         "CREATE TABLE big (id int, body text);"
-        f"INSERT INTO big SELECT g, repeat(md5(g::text), 28) FROM generate_series(1, {rows}) g;"
+        "INSERT INTO big SELECT g, (SELECT string_agg(md5(random()::text || g || i), '')"
+        f" FROM generate_series(1, 28) i) FROM generate_series(1, {rows}) g;"
         "SELECT pg_database_size('app');"
     )
     r = subprocess.run(
