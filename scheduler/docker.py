@@ -39,10 +39,10 @@ from core import dockercli
 from core.errors import DeployError, ServiceError
 from core.names import ContainerName
 from scheduler import dockerstats, quickack
-from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio, Usage
+from scheduler.base import Backend, Instance, LogLine, ProcessSpec, Stdio, Usage
+from scheduler.dockerevents import LABEL_APP, DockerEventStream
 
 LABEL_PLATFORM = "io.deis.platform"
-LABEL_APP = "io.deis.app"
 # A container moved aside by a restart is called NAME.SUFFIX (older platforms used `.retiring`).
 _ASIDE = re.compile(r"(?P<base>.+?)\.(?:retiring|[0-9a-f]{12})")
 # What the docker CLI of a one-off needs from our environment.
@@ -197,44 +197,6 @@ class DockerLogStream:
         if closer is not None:
             with contextlib.suppress(Exception):  # closing an already broken socket
                 closer()
-
-
-def parse_event(raw: dict[str, Any]) -> Event | None:
-    """One of the engine's container events as ours; None for those that change nothing we watch
-    (create, kill, rename, exec_*, ...). Health changes come as `health_status: healthy`."""
-    action = str(raw.get("Action") or raw.get("status") or "")
-    kind = "health" if action.startswith("health_status") else action
-    if kind not in ("start", "die", "destroy", "health"):
-        return None
-    actor = raw.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    app = str(attrs.get(LABEL_APP) or "")
-    if not app:
-        return None
-    nanos = raw.get("timeNano")
-    when = int(nanos) / 1e9 if nanos else float(raw.get("time") or 0)
-    return Event(app=app, id=str(actor.get("ID") or raw.get("id") or ""), action=kind, time=when)
-
-
-class DockerEventStream:
-    """The engine's event stream (one HTTP response held open); `close()` from another thread shuts
-    its socket, which ends the iteration."""
-
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-
-    def __iter__(self) -> Iterator[Event]:
-        try:
-            for item in self._raw:
-                event = parse_event(item) if isinstance(item, dict) else None
-                if event is not None:
-                    yield event
-        except Exception:  # a closed stream or a daemon that went away: the iteration ends
-            return
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):  # closing an already broken socket
-            self._raw.close()
 
 
 def free_port() -> int:
