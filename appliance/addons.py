@@ -9,6 +9,7 @@ pipeline.deployment_for), and the release that sets the variable. Callers hold t
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from addons import engine as svc_engine
 from addons.kinds import KINDS, Kind
 from appliance import pipeline
+from appliance.components import INSTANCE_ENV
 from appliance.platform import Platform
 from builders import components
 from core.errors import Conflict, NotFound, ServiceError
@@ -64,7 +66,7 @@ def create(p: Platform, kind: str, name: str, user: str, out: Output) -> Service
     began = time.monotonic()
     e = engine(p)
     try:
-        components.ensure_addons_image(p.settings, out)
+        _ensure_image(p, out)
         out.step(f"Creating {kind} service {name}")
         paths = where(p, name)
         svc_engine.forget(paths)  # a half-made service of an earlier attempt at this name
@@ -80,6 +82,18 @@ def create(p: Platform, kind: str, name: str, user: str, out: Output) -> Service
     out.detail(f"accepting connections after {time.monotonic() - began:.1f} s")
     out.step(f"done, {kind} service {name} created: services:link {name} -a APP")
     return svc
+
+
+def _ensure_image(p: Platform, out: Output) -> None:
+    """`deis up` makes the addons image with the others; the appliance in its container cannot
+    (no debootstrap there), so there a missing one is the operator's to make."""
+    if components.addons_image_ready():
+        return
+    if os.environ.get(INSTANCE_ENV):
+        raise ServiceError(
+            f"the {components.ADDONS_IMAGE} image is missing: the operator runs deis up to make it"
+        )
+    components.ensure_addons_image(p.settings, out)
 
 
 def destroy(p: Platform, svc: Service, out: Output) -> None:

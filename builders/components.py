@@ -9,8 +9,7 @@ when their package list changes (the image's digest label).
               that as a layer): python3, git (receive-pack), buildah, iproute2 and iptables (each
               Dockerfile build's network namespace), nginx-light (`nginx -t` of the router's config),
               and the host's own docker CLI (one-off `run`s attach through it)
-    addons    postgresql-15 and redis-server: the backing services' image (one for both kinds, made
-              on first use of either: `services:create` needs it, `deis up` does not)
+    addons    postgresql-15 and redis-server: the backing services' image (one for both kinds)
 """
 
 from __future__ import annotations
@@ -93,7 +92,7 @@ def addons_spec() -> images.DebootstrapImage:
 
 def specs() -> list[images.DebootstrapImage]:
     """Every component image; `builders.stacks.ensure_all` makes them side by side with the stacks."""
-    return [router_spec(), services_spec(), appliance_base_spec()]
+    return [router_spec(), services_spec(), appliance_base_spec(), addons_spec()]
 
 
 def ensure_router_image(settings: Settings, out: Output, force: bool = False) -> bool:
@@ -109,3 +108,8 @@ def ensure_services_image(settings: Settings, out: Output, force: bool = False) 
 def ensure_addons_image(settings: Settings, out: Output, force: bool = False) -> bool:
     """Make the postgres and redis image if missing, stale or forced; True if it was made."""
     return images.ensure_debootstrap_image(settings, out, addons_spec(), force=force)
+
+
+def addons_image_ready() -> bool:
+    """Whether the postgres and redis image is there and made from today's package list."""
+    return images.is_current(addons_spec())
