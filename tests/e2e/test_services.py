@@ -20,9 +20,8 @@ import docker
 import pytest
 
 from addons import engine as svc_engine
-from appliance import backups, components, processes
+from appliance import backups, components
 from appliance.platform import Platform
-from gitserver.admin import appliance_service
 from tests.e2e.test_releases import ok, refused
 from tests.harness import Harness, Key, unique
 from tests.load import Load
@@ -301,10 +300,10 @@ def test_a_killed_service_is_restarted_and_data_survives_platform_down_up(
         assert time.monotonic() < deadline, info
         time.sleep(0.2)
     s = platform.settings
-    processes.stop(appliance_service(s), s, platform.out)
+    platform.stop_appliance()
     components.down(s, platform.out)
     components.up(s, platform.out)
-    processes.start(appliance_service(s), s, platform.out)
+    platform.start_appliance()
     assert "through down" in _kept(platform, alice, pg)
 
 
