@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 
 import builders
-from appliance import pipeline
+from appliance import addons, pipeline, storage
 from appliance.platform import Platform
 from core.errors import Conflict, NotFound, ValidationError
 from core.output import Output
@@ -265,6 +265,8 @@ def destroy(p: Platform, app: str, out: Output, forget_source: Callable[[str], N
         apps.retire_name(p.store, app, keep)  # before the app's state goes: the name stays held
         out.detail(f"kept, other apps deployed them: {', '.join(sorted(keep))}")
     forget_source(app)
+    addons.forget_app(p, app)
+    storage.forget_app(p, app)
     domains.forget_app(p.store, app)
     apps.destroy_app(p.store, app)
     p.logs.forget(app)

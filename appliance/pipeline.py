@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import builders
+from appliance import addons, storage
 from appliance.collector import Recorded
 from appliance.platform import Platform
 from builders import source
@@ -156,6 +157,8 @@ def deployment_for(
         cpu=release.cpu,
         runner=build.runner,
         release_command=build.release,
+        networks=addons.networks(p, release.app),
+        mounts=storage.mounts(p, release.app, list(build.process_types)),
     )
 
 

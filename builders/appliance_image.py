@@ -35,7 +35,17 @@ REPO = "deis/appliance"
 DIGEST_LABEL = "io.deis.appliance-digest"
 PROJECT = "deis-appliance"
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("appliance", "builders", "core", "gitserver", "hooks", "releaser", "routerconf", "scheduler")
+PACKAGES = (
+    "addons",
+    "appliance",
+    "builders",
+    "core",
+    "gitserver",
+    "hooks",
+    "releaser",
+    "routerconf",
+    "scheduler",
+)
 SRC = "/opt/deis/src"
 SITE = "/opt/deis/site-packages"
 

@@ -9,6 +9,7 @@ when their package list changes (the image's digest label).
               that as a layer): python3, git (receive-pack), buildah, iproute2 and iptables (each
               Dockerfile build's network namespace), nginx-light (`nginx -t` of the router's config),
               and the host's own docker CLI (one-off `run`s attach through it)
+    addons    postgresql-15 and redis-server: the backing services' image (one for both kinds)
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ APPLIANCE_PACKAGES = ("python3", "git", "ca-certificates", "iproute2", "procps")
 APPLIANCE_APT_PACKAGES = ("buildah", "runc", "iptables", "nginx-light")
 # The docker CLI from the host's docker.io (the Debian package would bring dockerd and containerd too).
 DOCKER_CLI = Path("/usr/bin/docker")
+ADDONS_IMAGE = "deis/addons:bookworm"
+ADDONS_PACKAGES = ("ca-certificates",)
+# postgresql-15's dependencies (postgresql-common, locales, ssl-cert) need apt's full resolver
+ADDONS_APT_PACKAGES = ("postgresql-15", "postgresql-client-15", "redis-server", "redis-tools")
 
 
 def _digest(*parts: str) -> str:
@@ -75,9 +80,19 @@ def appliance_base_spec() -> images.DebootstrapImage:
     )
 
 
+def addons_spec() -> images.DebootstrapImage:
+    return images.DebootstrapImage(
+        image=ADDONS_IMAGE,
+        packages=ADDONS_PACKAGES,
+        apt_packages=ADDONS_APT_PACKAGES,
+        label="addons",
+        digest=_digest(*ADDONS_PACKAGES, "--", *ADDONS_APT_PACKAGES),
+    )
+
+
 def specs() -> list[images.DebootstrapImage]:
     """Every component image; `builders.stacks.ensure_all` makes them side by side with the stacks."""
-    return [router_spec(), services_spec(), appliance_base_spec()]
+    return [router_spec(), services_spec(), appliance_base_spec(), addons_spec()]
 
 
 def ensure_router_image(settings: Settings, out: Output, force: bool = False) -> bool:
@@ -88,3 +103,13 @@ def ensure_router_image(settings: Settings, out: Output, force: bool = False) ->
 def ensure_services_image(settings: Settings, out: Output, force: bool = False) -> bool:
     """Make the etcd and registry image if missing, stale or forced; True if it was made."""
     return images.ensure_debootstrap_image(settings, out, services_spec(), force=force)
+
+
+def ensure_addons_image(settings: Settings, out: Output, force: bool = False) -> bool:
+    """Make the postgres and redis image if missing, stale or forced; True if it was made."""
+    return images.ensure_debootstrap_image(settings, out, addons_spec(), force=force)
+
+
+def addons_image_ready() -> bool:
+    """Whether the postgres and redis image is there and made from today's package list."""
+    return images.is_current(addons_spec())

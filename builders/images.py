@@ -124,6 +124,11 @@ def ensure_stack_image(
     )
 
 
+def is_current(spec: DebootstrapImage) -> bool:
+    """Whether `spec.image` exists and is made from its spec (its digest label)."""
+    return _current(spec)
+
+
 def _current(spec: DebootstrapImage) -> bool:
     if spec.digest:
         return engine.image_label(spec.image, DIGEST_LABEL) == spec.digest

@@ -116,3 +116,20 @@ def import_(image: str, changes: Sequence[str] = ()) -> list[str]:
     for change in changes:
         argv += ["--change", change]
     return [*argv, "-", image]
+
+
+def exec_(container: str, argv: Sequence[str], *, user: str, interactive: bool, tty: bool) -> list[str]:
+    """`docker exec` of `argv` in a running container, its streams on ours (a backing service's
+    client, dump or restore). Nothing secret belongs in `argv`: any local user can read it."""
+    flags = [*(["-i"] if interactive else []), *(["-t"] if tty else [])]
+    return [DOCKER, "exec", *flags, "--user", user, container, *argv]
+
+
+def logs(container: str, *, follow: bool, tail: int | None) -> list[str]:
+    """`docker logs` of a container with times, the last `tail` lines (all: None), `-f` to follow."""
+    argv = [DOCKER, "logs", "--timestamps"]
+    if tail is not None:
+        argv += ["--tail", str(tail)]
+    if follow:
+        argv.append("--follow")
+    return [*argv, container]

@@ -59,7 +59,19 @@ def check_ca_bundle(path: str | os.PathLike[str], what: str = "build") -> Path:
 
 # Under the state dir, readable by root only: etcd's data (config, keys, certificates), the
 # registry's images, the apps' repositories and build caches, logs, sockets and pidfiles.
-PRIVATE_DIRS = ("etcd", "registry", "repos", "cache", "builds", "log", "run", "buildah", "acme")
+PRIVATE_DIRS = (
+    "etcd",
+    "registry",
+    "repos",
+    "cache",
+    "builds",
+    "log",
+    "run",
+    "buildah",
+    "acme",
+    "services",
+    "volumes",
+)
 
 # Optional file settings: a Path or None (saved as a string or null).
 _PATHS = ("build_ca_bundle", "drain_ca_bundle", "acme_ca_bundle")

@@ -209,7 +209,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: Output) -> int
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    from appliance import acme, collector, metrics, reconciler
+    from appliance import acme, backups, collector, metrics, reconciler
     from appliance.platform import Platform
     from gitserver.server import serve
 
@@ -225,6 +225,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     stop_metrics = metrics.start_thread(platform)
     stop = reconciler.start_thread(platform)
     stop_acme = acme.start_thread(platform)
+    stop_backups = backups.start_thread(platform)
     try:
         # A replacement stops the reconciler at once (the new appliance has its own), then finishes
         # the sessions in flight (appliance.handover).
@@ -233,6 +234,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
         stop_acme.set()
         platform.acme_wake.set()
         stop.set()
+        stop_backups.set()
         stop_logs.set()
         stop_metrics.set()
         platform.logs.close()  # what is buffered goes to disk

@@ -40,6 +40,12 @@ class ProcessSpec:
     memory: int | None = None  # bytes
     cpu_shares: int | None = None  # relative weight (1024 is an unlimited default share)
     pids_limit: int | None = None  # processes (threads too) it may run at once
+    # Extra networks it joins before it starts (those of the backing services linked to the app);
+    # backends without networks of their own ignore them.
+    networks: tuple[str, ...] = ()
+    # (host directory, path inside) pairs bound read-write: the app's volumes (storage:mount);
+    # every instance of a type shares them, so old and new share them during a rollout.
+    mounts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

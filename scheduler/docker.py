@@ -39,10 +39,10 @@ from core import dockercli
 from core.errors import DeployError, ServiceError
 from core.names import ContainerName
 from scheduler import dockerstats, quickack
-from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio, Usage
+from scheduler.base import Backend, Instance, LogLine, ProcessSpec, Stdio, Usage
+from scheduler.dockerevents import LABEL_APP, DockerEventStream
 
 LABEL_PLATFORM = "io.deis.platform"
-LABEL_APP = "io.deis.app"
 # A container moved aside by a restart is called NAME.SUFFIX (older platforms used `.retiring`).
 _ASIDE = re.compile(r"(?P<base>.+?)\.(?:retiring|[0-9a-f]{12})")
 # What the docker CLI of a one-off needs from our environment.
@@ -71,6 +71,8 @@ def confinement(spec: ProcessSpec, network: str | None) -> dict[str, Any]:
         kw["mem_limit"] = spec.memory
     if spec.cpu_shares:
         kw["cpu_shares"] = spec.cpu_shares
+    if spec.mounts:
+        kw["volumes"] = {host: {"bind": inside, "mode": "rw"} for host, inside in spec.mounts}
     return kw
 
 
@@ -197,44 +199,6 @@ class DockerLogStream:
                 closer()
 
 
-def parse_event(raw: dict[str, Any]) -> Event | None:
-    """One of the engine's container events as ours; None for those that change nothing we watch
-    (create, kill, rename, exec_*, ...). Health changes come as `health_status: healthy`."""
-    action = str(raw.get("Action") or raw.get("status") or "")
-    kind = "health" if action.startswith("health_status") else action
-    if kind not in ("start", "die", "destroy", "health"):
-        return None
-    actor = raw.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    app = str(attrs.get(LABEL_APP) or "")
-    if not app:
-        return None
-    nanos = raw.get("timeNano")
-    when = int(nanos) / 1e9 if nanos else float(raw.get("time") or 0)
-    return Event(app=app, id=str(actor.get("ID") or raw.get("id") or ""), action=kind, time=when)
-
-
-class DockerEventStream:
-    """The engine's event stream (one HTTP response held open); `close()` from another thread shuts
-    its socket, which ends the iteration."""
-
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-
-    def __iter__(self) -> Iterator[Event]:
-        try:
-            for item in self._raw:
-                event = parse_event(item) if isinstance(item, dict) else None
-                if event is not None:
-                    yield event
-        except Exception:  # a closed stream or a daemon that went away: the iteration ends
-            return
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):  # closing an already broken socket
-            self._raw.close()
-
-
 def free_port() -> int:
     # A fixed host port (rather than docker's ephemeral pick) survives a container restart unchanged.
     with socket.socket() as s:
@@ -288,7 +252,10 @@ class DockerBackend(Backend):
                 quickack.ensure(self._bridge)
             self._make_room(str(spec.name))
             self._ensure_image(spec.image)
-            c = self.client.containers.run(**kw)
+            kw.pop("detach")
+            c = self.client.containers.create(**kw)
+            self._join(c.id or "", spec.networks)
+            c.start()
             c.reload()
         except docker.errors.APIError as exc:
             raise DeployError(f"could not start {spec.name}: {exc.explanation or exc}") from exc
@@ -344,8 +311,10 @@ class DockerBackend(Backend):
         try:
             kw = one_off_kwargs(spec, self.platform, self.network(), interactive=interactive, tty=stdio.tty)
             self._ensure_image(spec.image)
-            self.client.containers.create(**kw)
+            c = self.client.containers.create(**kw)
+            self._join(c.id or "", spec.networks)
         except docker.errors.APIError as exc:
+            self._remove(str(spec.name))
             raise DeployError(f"could not start {spec.name}: {exc.explanation or exc}") from exc
         try:
             return self._attach(spec, stdio, one_off_argv(spec, interactive=interactive, tty=stdio.tty))
@@ -410,6 +379,16 @@ class DockerBackend(Backend):
             self._network = name
             self._bridge = options.get("com.docker.network.bridge.name") or f"br-{(net.id or '')[:12]}"
         return name
+
+    def _join(self, container: str, networks: tuple[str, ...]) -> None:
+        """Connect a created container to extra networks before it starts (a linked service's:
+        the app finds the service there from its first line on)."""
+        for net in networks:
+            try:
+                self.client.api.connect_container_to_network(container, net)
+            except docker.errors.APIError as exc:
+                self._remove(container)
+                raise DeployError(f"could not join network {net}: {exc.explanation or exc}") from exc
 
     def _remove(self, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):

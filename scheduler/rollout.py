@@ -34,6 +34,9 @@ class Deployment:
     cpu: dict[str, int] = field(default_factory=dict)  # type -> cpu shares
     runner: bool = False  # the image's entry point is the slug runner: a type starts as `start TYPE`
     release_command: str = ""  # the Procfile's `release:`, run once before the rollout (release_phase)
+    networks: tuple[str, ...] = ()  # the linked backing services' networks (ProcessSpec.networks)
+    # type -> (host directory, path inside) of the app's volumes (ProcessSpec.mounts)
+    mounts: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
 def command(d: Deployment, ptype: str) -> list[str] | None:
@@ -77,6 +80,8 @@ def spec(d: Deployment, ptype: str, num: int, argv: list[str] | None = None) -> 
         memory=d.memory.get(ptype, d.default_memory),
         cpu_shares=d.cpu.get(ptype),
         pids_limit=d.pids_limit,
+        networks=d.networks,
+        mounts=d.mounts.get(ptype, ()),
     )
 
 

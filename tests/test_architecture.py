@@ -6,7 +6,7 @@ functions count too: a loop hidden in a function is still a loop.
     edge          gitserver  (may import hooks: it serves the hook's socket)
                   hooks
     composition   appliance
-    capability    builders  releaser  scheduler  routerconf   (never each other)
+    capability    builders  releaser  scheduler  routerconf  addons   (never each other)
     ground        core
 """
 
@@ -24,12 +24,13 @@ FLOORS: dict[str, int] = {
     "releaser": 1,
     "scheduler": 1,
     "routerconf": 1,
+    "addons": 1,
     "appliance": 2,
     "hooks": 3,
     "gitserver": 4,
 }
 # Where the docker SDK may be imported: one module per floor that talks to the engine.
-DOCKER_SDK = {"scheduler/docker.py", "builders/engine.py", "appliance/services.py"}
+DOCKER_SDK = {"scheduler/docker.py", "builders/engine.py", "appliance/services.py", "addons/engine.py"}
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 

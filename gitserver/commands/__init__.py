@@ -17,6 +17,8 @@ certs_auto  certs:auto, certs:auto:off (certificates from ACME)
 keys      keys:add, keys:list, keys:remove
 perms     perms:list, perms:create, perms:delete, users:list
 buildpacks  buildpacks, builds:purge-cache
+services  services:* (postgres, redis: create, link, backup, restore, connect, ...)
+storage   storage:mount, storage:list, storage:unmount (an app's volumes)
 """
 
 from gitserver.commands import (  # noqa: F401 - registers the commands
@@ -35,6 +37,8 @@ from gitserver.commands import (  # noqa: F401 - registers the commands
     ps,
     releases,
     run,
+    services,
+    storage,
     tags,
 )
 from gitserver.commands.apps import authorize_fetch, authorize_push

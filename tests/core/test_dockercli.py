@@ -61,3 +61,23 @@ def test_run_confined() -> None:
         "--cap-add", "CHOWN", "--security-opt", "no-new-privileges", "--pids-limit", "256",
         "--workdir", "/app", "--env-file", "/state/run/env/x", "img",
     ]  # fmt: skip
+
+
+def test_exec_and_logs_argv() -> None:
+    argv = dockercli.exec_("db.service.x", ["psql", "-d", "app"], user="postgres", interactive=True, tty=True)
+    assert argv == [
+        "docker", "exec", "-i", "-t", "--user", "postgres", "db.service.x", "psql", "-d", "app",
+    ]  # fmt: skip
+    assert dockercli.exec_("c", ["pg_dump"], user="root", interactive=False, tty=False) == [
+        "docker", "exec", "--user", "root", "c", "pg_dump",
+    ]  # fmt: skip
+    assert dockercli.logs("c", follow=True, tail=10) == [
+        "docker",
+        "logs",
+        "--timestamps",
+        "--tail",
+        "10",
+        "--follow",
+        "c",
+    ]
+    assert dockercli.logs("c", follow=False, tail=None) == ["docker", "logs", "--timestamps", "c"]

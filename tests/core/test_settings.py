@@ -183,6 +183,8 @@ def test_acme_options_bad_input_changes_nothing(tmp_path: Path, kw: dict[str, ob
             s, _acme(acme_email="ok@example.com", **kw) if "acme_email" not in kw else _acme(**kw)
         )
     assert s.to_dict() == before
+
+
 def test_the_build_user_is_never_root(tmp_path: Path) -> None:
     assert Settings.from_dict(tmp_path, {"build_uid": "60001"}).build_uid == 60001
     for bad in ("0", "-1"):

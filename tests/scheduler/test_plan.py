@@ -99,3 +99,18 @@ def test_every_container_is_confined_and_one_offs_keep_config_out_of_argv() -> N
         "app_v3.run.1",
     ]
     assert network_name("/var/lib/deis") == network_name("/var/lib/deis") != network_name("/srv/deis")
+
+
+def test_linked_networks_and_volumes_reach_the_containers_of_their_types() -> None:
+    d = deployment(
+        procfile={"web": "serve", "worker": "work"},
+        formation={"web": 1, "worker": 1},
+        networks=("deis-link-abc",),
+        mounts={"web": (("/s/volumes/app/data", "/app/data"),)},
+    )
+    web, worker = plan(d)
+    assert web.networks == worker.networks == ("deis-link-abc",)
+    assert web.mounts == (("/s/volumes/app/data", "/app/data"),) and worker.mounts == ()
+    kw = run_kwargs(web, "/s", 40000, "net")
+    assert kw["volumes"] == {"/s/volumes/app/data": {"bind": "/app/data", "mode": "rw"}}
+    assert "volumes" not in run_kwargs(worker, "/s", None, "net")
