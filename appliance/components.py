@@ -161,12 +161,16 @@ def up(settings: Settings, out: Output) -> None:
     start_router(settings, out)
 
 
-def down(settings: Settings, out: Output) -> None:
+def down(settings: Settings, out: Output, engine: bool = True) -> None:
     """The router, the registry and etcd (containers, and loose processes of the previous layout),
-    then dockerd if this platform started it."""
-    stop_router(settings, out)
+    then dockerd if this platform started it. `engine` False: dockerd does not answer, so only the
+    loose processes are looked for."""
+    if engine:
+        services.stop_component(container_name(settings, "router"), out)
+    Router(settings).stop()  # an nginx an earlier platform started on the host, if any
     for legacy in reversed(services.services(settings)):
-        services.stop_component(container_name(settings, legacy.name), out)
+        if engine:
+            services.stop_component(container_name(settings, legacy.name), out)
         processes.stop(legacy, settings, out)
     services.stop_dockerd(settings, out)
 

@@ -75,6 +75,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.save()
     out.step(f"Bringing the platform up (state in {settings.state_dir})")
+    # Before asking the engine whether an appliance runs: on a fresh or rebooted host none answers yet.
+    services.ensure_dockerd(settings, out)
     upgrade = (
         contextlib.nullcontext()
         if not handover.appliance_running(settings)
@@ -172,9 +174,13 @@ def seed_registry(settings: Settings, out: Output) -> None:
 
 def cmd_down(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.step("Stopping the platform (apps' containers keep their restart policy)")
-    handover.stop_appliance(settings, out)
+    # No engine answering means no component's container runs (after a reboot, or a down twice):
+    # only loose processes of an earlier layout can be left to stop.
+    engine = services.docker_answers()
+    if engine:
+        handover.stop_appliance(settings, out)
     processes.stop(appliance_service(settings), settings, out)  # one an earlier layout started
-    components.down(settings, out)
+    components.down(settings, out, engine=engine)
     out.step("The platform is down")
     return 0
 
