@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +28,15 @@ from tests.pki import TestCA
 pytestmark = pytest.mark.e2e
 
 OK, HIDDEN, DENIED = "ok", "hidden", "denied"
+SVC_HIDDEN = "service hidden"  # what a stranger hears of another's backing service: a missing one's line
 ROLES = ("stranger", "collaborator", "owner", "admin")  # refusals first, while the app is untouched
 APP_USERS = {"stranger": HIDDEN, "collaborator": OK, "owner": OK, "admin": OK}
 MANAGERS = {"stranger": HIDDEN, "collaborator": DENIED, "owner": OK, "admin": OK}
 ADMINS = {"stranger": DENIED, "collaborator": DENIED, "owner": DENIED, "admin": OK}
 EVERYONE = dict.fromkeys(ROLES, OK)
+# Of the shared service: `owner` made it, `collaborator` uses it through the linked app.
+SVC_USERS = {"stranger": SVC_HIDDEN, "collaborator": OK, "owner": OK, "admin": OK}
+SVC_MANAGERS = {"stranger": SVC_HIDDEN, "collaborator": DENIED, "owner": OK, "admin": OK}
 
 
 @dataclass
@@ -42,6 +46,7 @@ class World:
     work: Path
     keys: dict[str, Key]  # role -> key
     users: dict[str, str]  # role -> user name
+    service: str = ""  # a redis of `owner`, linked to `app`
     scratch: dict[str, str] = field(default_factory=dict)
 
     def ssh(self, role: str, *argv: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -139,6 +144,75 @@ def _drain(role: str, kind: str = "") -> str:
     return f"syslog://127.0.0.1:{9100 + 10 * bool(kind) + sorted(EVERYONE).index(role)}"
 
 
+def _svc_cmd(*argv: str, input: str | None = None) -> Run:
+    """`argv` ({svc} is the shared service, {role} the role) as the role."""
+
+    def run(w: World, role: str) -> subprocess.CompletedProcess[str]:
+        return w.ssh(role, *(a.format(svc=w.service, role=role) for a in argv), input=input)
+
+    return run
+
+
+def _own_service(then: Callable[[World, str, str], subprocess.CompletedProcess[str]]) -> Run:
+    """Roles that may manage: `then` on a fresh redis of `owner` (destroyed after); the others try
+    the shared one."""
+
+    def run(w: World, role: str) -> subprocess.CompletedProcess[str]:
+        if SVC_MANAGERS[role] != OK:
+            return then(w, role, w.service)
+        name = unique("authzs")
+        assert w.ssh("owner", "services:create", "redis", name).returncode == 0
+        try:
+            return then(w, role, name)
+        finally:
+            w.ssh("owner", "services:unlink", name, "--app", w.app)
+            w.ssh("owner", "services:destroy", name, "--confirm", name)
+
+    return run
+
+
+def _svc_create(w: World, role: str) -> subprocess.CompletedProcess[str]:
+    name = unique(f"s{role[:4]}")
+    r = w.ssh(role, "services:create", "redis", name)
+    w.ssh(role, "services:destroy", name, "--confirm", name)
+    return r
+
+
+def _svc_destroy(w: World, role: str, name: str) -> subprocess.CompletedProcess[str]:
+    return w.ssh(role, "services:destroy", name, "--confirm", name)
+
+
+def _svc_link(w: World, role: str, name: str) -> subprocess.CompletedProcess[str]:
+    return w.ssh(role, "services:link", name, "--app", w.app, "--as", f"AUTHZ_{role.upper()}_URL")
+
+
+def _svc_unlink(w: World, role: str, name: str) -> subprocess.CompletedProcess[str]:
+    if name != w.service:
+        assert _svc_link(w, "owner", name).returncode == 0
+    return w.ssh(role, "services:unlink", name, "--app", w.app)
+
+
+def _svc_restore(w: World, role: str) -> subprocess.CompletedProcess[str]:
+    """The shared service's own dump, restored (binary on the wire: the RDB is not text)."""
+    dump = b"" if role == "stranger" else _raw(w, "owner", "services:backup", w.service).stdout
+    return _text(_raw(w, role, "services:restore", w.service, data=dump))
+
+
+def _svc_backup(w: World, role: str) -> subprocess.CompletedProcess[str]:
+    return _text(_raw(w, role, "services:backup", w.service))
+
+
+def _raw(w: World, role: str, *command: str, data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    argv = [*w.h.ssh_argv(w.keys[role]), "git@127.0.0.1", *command]
+    return subprocess.run(argv, input=data, capture_output=True, timeout=180, check=False)
+
+
+def _text(r: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(
+        r.args, r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode()
+    )
+
+
 # command -> (how each role invokes it, the outcome per role)
 TABLE: dict[str, tuple[Run, dict[str, str]]] = {
     "help": (lambda w, r: w.ssh(r, "help"), EVERYONE),
@@ -214,6 +288,29 @@ TABLE: dict[str, tuple[Run, dict[str, str]]] = {
         _both(_app_cmd("router:set", "body_size=10m"), _app_cmd("router:unset", "body_size")),
         APP_USERS,
     ),
+    "storage:list": (_app_cmd("storage:list"), APP_USERS),
+    "storage:mount": (_app_cmd("storage:mount", "v{role}:/data/{role}"), APP_USERS),
+    "storage:unmount": (
+        _both(_app_cmd("storage:mount", "u{role}:/data/u{role}"), _app_cmd("storage:unmount", "u{role}")),
+        APP_USERS,
+    ),
+    # backing services: the roles are the shared service's (see SVC_USERS)
+    "services": (_svc_cmd("services"), EVERYONE),
+    "services:create": (_svc_create, EVERYONE),
+    "services:info": (_svc_cmd("services:info", "{svc}"), SVC_USERS),
+    "services:destroy": (_own_service(_svc_destroy), SVC_MANAGERS),
+    "services:link": (_own_service(_svc_link), SVC_MANAGERS),
+    "services:unlink": (_own_service(_svc_unlink), SVC_MANAGERS),
+    "services:backup": (_svc_backup, SVC_USERS),
+    "services:restore": (_svc_restore, SVC_MANAGERS),
+    "services:backups": (_svc_cmd("services:backups", "{svc}"), SVC_USERS),
+    "services:backups:schedule": (
+        _svc_cmd("services:backups:schedule", "{svc}", "03:00", "--keep", "2"),
+        SVC_MANAGERS,
+    ),
+    "services:connect": (_svc_cmd("services:connect", "{svc}", input="PING\n"), SVC_USERS),
+    "services:restart": (_svc_cmd("services:restart", "{svc}"), SVC_USERS),
+    "services:logs": (_svc_cmd("services:logs", "{svc}", "-n", "5"), SVC_USERS),
     # git access, through the same authorization
     "git-receive-pack": (_push, {**APP_USERS, "stranger": DENIED}),  # a push names its app: no hiding
     "git-upload-pack": (_fetch, APP_USERS),
@@ -226,7 +323,7 @@ def test_every_registered_command_is_in_the_matrix() -> None:
 
 
 @pytest.fixture(scope="module")
-def world(platform: Harness, admin: Key) -> World:
+def world(platform: Harness, admin: Key) -> Iterator[World]:
     users = {role: unique(role[:5]) for role in ("stranger", "collaborator", "owner", "extra1", "extra2")}
     keys = {role: platform.add_user(name) for role, name in users.items()}
     keys["admin"], users["admin"] = admin, "admin"
@@ -235,7 +332,13 @@ def world(platform: Harness, admin: Key) -> World:
     r = platform.push(work, keys["owner"])
     assert r.returncode == 0, r.stderr
     assert platform.ssh(keys["owner"], "perms:create", users["collaborator"], "--app", app).returncode == 0
-    return World(platform, app, work, keys, users)
+    service = unique("authzsvc")
+    for argv in (("services:create", "redis", service), ("services:link", service, "--app", app)):
+        r = platform.ssh(keys["owner"], *argv)
+        assert r.returncode == 0, r.stderr
+    yield World(platform, app, work, keys, users, service)
+    platform.ssh(keys["owner"], "services:unlink", service, "--app", app)
+    platform.ssh(keys["owner"], "services:destroy", service, "--confirm", service)
 
 
 def changes(before: object, after: object, path: str = "") -> list[str]:
@@ -272,6 +375,8 @@ def test_matrix(world: World, name: str) -> None:
         assert len(lines) == 1 and lines[0].startswith(" !     "), where
         if outcome == HIDDEN:
             assert lines[0] == f" !     app {world.app} does not exist or is not yours", where
+        elif outcome == SVC_HIDDEN:
+            assert lines[0] == f" !     service {world.service} does not exist or is not yours", where
         else:
             assert "only" in lines[0] and world.app not in r.stdout, where
 
