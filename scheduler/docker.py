@@ -21,6 +21,7 @@ import calendar
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -41,6 +42,8 @@ from core.names import ContainerName
 from scheduler import dockerstats, quickack
 from scheduler.base import Backend, Instance, LogLine, ProcessSpec, Stdio, Usage
 from scheduler.dockerevents import LABEL_APP, DockerEventStream
+
+log = logging.getLogger("deis.scheduler")
 
 LABEL_PLATFORM = "io.deis.platform"
 # A container moved aside by a restart is called NAME.SUFFIX (older platforms used `.retiring`).
@@ -111,7 +114,9 @@ def run_kwargs(
 def one_off_kwargs(
     spec: ProcessSpec, platform: str, network: str | None, *, interactive: bool, tty: bool
 ) -> dict[str, Any]:
-    """What `containers.create` gets for a one-off instance (pure): removed once it exits."""
+    """What `containers.create` gets for a one-off instance (pure). Not auto-removed: the engine here
+    sometimes fails that removal ("unlinkat ... directory not empty") and `start --attach` then
+    exits 125 instead of the command's status; run_attached removes it, after its output is kept."""
     kw: dict[str, Any] = {
         "image": spec.image,
         "command": spec.command or None,
@@ -119,7 +124,6 @@ def one_off_kwargs(
         "environment": dict(spec.env),
         "labels": {k: v for k, v in labels(spec, platform).items() if k != "io.deis.num"},
         "init": True,
-        "auto_remove": True,
         "stdin_open": interactive,
         "tty": tty,
         "detach": False,
@@ -319,7 +323,8 @@ class DockerBackend(Backend):
         try:
             return self._attach(spec, stdio, one_off_argv(spec, interactive=interactive, tty=stdio.tty))
         finally:
-            self._remove(str(spec.name))  # auto-removed once it exits; at once if it never started
+            self._removing(c)  # its last lines are kept first
+            self._remove(str(spec.name), tries=5)
 
     def _attach(self, spec: ProcessSpec, stdio: Stdio, argv: list[str]) -> int:
         env = {k: os.environ[k] for k in _CHILD_ENV if k in os.environ} | {"HOME": self.home}
@@ -390,9 +395,18 @@ class DockerBackend(Backend):
                 self._remove(container)
                 raise DeployError(f"could not join network {net}: {exc.explanation or exc}") from exc
 
-    def _remove(self, name: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            self.client.api.remove_container(name, force=True)
+    def _remove(self, name: str, tries: int = 1) -> None:
+        for attempt in range(tries):  # a removal the engine fails once often works a moment later
+            try:
+                self.client.api.remove_container(name, force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if attempt + 1 == tries:
+                    log.warning("could not remove %s: %s", name, exc.explanation or exc)
+                else:
+                    time.sleep(0.2 * (attempt + 1))
 
     def usage(self, instances: list[Instance]) -> dict[str, Usage]:
         def fetch(ref: str) -> dict[str, Any] | None:

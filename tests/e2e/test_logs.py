@@ -104,6 +104,18 @@ def test_a_crash_loops_last_lines_are_kept(platform: Harness, admin: Key, app: s
     assert all(x.startswith(f"{app}[crash.1]: crash ") for x in lines)
 
 
+def test_one_offs_keep_their_status_and_their_output_and_leave_no_container(
+    platform: Harness, admin: Key, app: str
+) -> None:
+    for i in range(5):  # short ones, back to back: the engine's removal raced them when auto-removed
+        marker = unique("oneoff")
+        r = platform.ssh(admin, "run", "--app", app, "--", "sh", "-c", f"'echo {marker}; exit {3 + i}'")
+        assert (r.returncode, r.stdout) == (3 + i, f"{marker}\n"), (r.returncode, r.stdout, r.stderr)
+        kept = logs(platform, admin, app, "--type", "run", "--grep", marker, "-n", "100")
+        assert [x.split(": ", 1)[1] for x in kept] == [marker], kept
+    assert not [n for n in platform.containers(app) if ".run." in n]
+
+
 @contextmanager
 def following(h: Harness, key: Key, app: str, *args: str) -> Iterator[list[tuple[float, str]]]:
     argv = [*h.ssh_argv(key), "git@127.0.0.1", "logs", "-f", "--app", app, *args]
