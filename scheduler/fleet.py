@@ -59,15 +59,19 @@ class FleetBackend(Backend):
         tags: Callable[[str], Mapping[str, str]] | None = None,
         launch_timeout: float = LAUNCH_TIMEOUT,
         poll: float = POLL,
+        grace: float = 10.0,
         client: FleetClient | None = None,
     ) -> None:
         """`registry`: the platform registry's address as the machines reach it (HOST:PORT), which
-        replaces the loopback one in image names; `tags(app)`: the app's tags (MachineMetadata)."""
+        replaces the loopback one in image names; `tags(app)`: the app's tags (MachineMetadata); `grace`:
+        the `docker stop -t` written into each unit (a unit's ExecStop is fixed when it is submitted, so
+        `stop(ref, grace)` can only wait that long, not change it)."""
         self.client = client or FleetClient(endpoint)
         self.registry = registry
         self.tags = tags or (lambda app: {})
         self.launch_timeout = launch_timeout
         self.poll = poll
+        self.grace = grace
         self._lock = threading.Lock()
 
     def _image(self, image: str) -> str:
@@ -88,7 +92,7 @@ class FleetBackend(Backend):
         spec = replace(spec, image=self._image(spec.image))
         with self._lock:  # two starts of one name must not pick the same unit
             unit = self._free_unit(spec)
-            text = fleetunits.render(spec, unit, tags=self.tags(spec.name.app))
+            text = fleetunits.render(spec, unit, tags=self.tags(spec.name.app), grace=self.grace)
             self.client.put_unit(unit, "launched", fleetunits.options(text))
         return self._wait_launched(unit)
 
@@ -112,7 +116,7 @@ class FleetBackend(Backend):
         units = [u["name"] for u in self.client.units() if ref in (u.get("name"), _base(u))]
         for unit in units:
             self.client.put_unit(unit, "inactive")  # ExecStop: `docker stop`, then the unit ends
-            self._wait_stopped(unit, grace + 10.0)
+            self._wait_stopped(unit, max(grace, self.grace) + 10.0)
             if self.removing is not None:
                 self.removing(unit)
             self.client.delete_unit(unit)
