@@ -10,6 +10,8 @@ deis keys:list | keys:remove NAME|FINGERPRINT | users:list
 deis serve                                                                  the SSH appliance (foreground)
 deis stacks:build [--force]                                                 (re)make the stack images
 deis test-prereqs                                                 dockerd and the stack images, for tests
+deis cloud-config NODE --role control|worker --engine swarm|fleet [--etcd-peers NAME=URL,...] ...
+                                                      #cloud-config user-data for a cluster node
 """
 
 from __future__ import annotations
@@ -303,6 +305,42 @@ def cmd_test_prereqs(settings: Settings, args: argparse.Namespace, out: Output) 
     return 0
 
 
+def cmd_cloud_config(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    from appliance import cloudconfig
+
+    spec = cloudconfig.NodeSpec(
+        name=args.node,
+        role=args.role,
+        engine=args.engine,
+        etcd_peers=cloudconfig.parse_peers(args.etcd_peers or ""),
+        registry=args.registry or "",
+        metadata=cloudconfig.parse_metadata(args.metadata or []),
+        swarm_manager=args.swarm_manager or "",
+        swarm_token=args.swarm_token or "",
+        appliance_image=args.appliance_image,
+    )
+    sys.stdout.write(cloudconfig.render(spec))
+    return 0
+
+
+def add_cloud_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cc = sub.add_parser("cloud-config", help="print #cloud-config user-data for a CoreOS/Flatcar node")
+    cc.add_argument("node", help="the node's name (its hostname and etcd member name)")
+    cc.add_argument("--role", required=True, choices=["control", "worker"])
+    cc.add_argument("--engine", required=True, choices=["swarm", "fleet"])
+    cc.add_argument("--etcd-peers", metavar="NAME=URL,...", help="the control nodes' etcd peer URLs")
+    cc.add_argument(
+        "--registry", metavar="HOST:PORT", help="the platform registry (default: this control node)"
+    )
+    cc.add_argument("--metadata", metavar="KEY=VALUE", action="append", help="fleet metadata / engine label")
+    cc.add_argument("--swarm-manager", metavar="HOST:PORT", help="a manager to join (default: init a swarm)")
+    cc.add_argument("--swarm-token", metavar="TOKEN", help="`docker swarm join-token -q worker|manager`")
+    cc.add_argument(
+        "--appliance-image", default="deis/appliance:latest", help="the appliance's image on the node"
+    )
+    cc.set_defaults(func=cmd_cloud_config)
+
+
 def add_setting_arguments(up: argparse.ArgumentParser) -> None:
     """`deis up`'s build, drain and ACME settings."""
     up.add_argument(
@@ -381,6 +419,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "test-prereqs", help="start dockerd if none answers and make the stack images (./platform test)"
     ).set_defaults(func=cmd_test_prereqs)
+    add_cloud_config(sub)
     return p
 
 
