@@ -322,10 +322,21 @@ def test_reload_brings_new_workers(router: Router) -> None:
     assert after and not (after & before)
 
 
+def settled_workers(pid: int, timeout: float = 10) -> set[int]:
+    """nginx's workers once all `worker_processes auto` (one per core) have been forked and no old
+    one is still shutting down: a busy machine forks the second worker a moment after the first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kids = proc.children(pid)
+        if len(kids) == len(os.sched_getaffinity(0)) or time.monotonic() > deadline:
+            return kids
+        time.sleep(0.05)
+
+
 def test_reload_refuses_a_broken_live_config(router: Router, settings: Settings) -> None:
     pid = router._pid()
     assert pid is not None
-    before = proc.children(pid)
+    before = settled_workers(pid)
     (settings.nginx_dir / "apps" / "hand.conf").write_text("server { nonsense; }\n")
     with pytest.raises(RouterError, match="nonsense"):
         router.reload()
