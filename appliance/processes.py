@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -37,12 +38,19 @@ from core.settings import Settings
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    """True when a GET of a loopback URL answers 200."""
-    if not url.startswith("http://127.0.0.1:"):
+def http_ok(url: str, timeout: float = 1.0, tls: ssl.SSLContext | None = None) -> bool:
+    """True when a GET of a loopback URL answers 200 (https: with `tls`, e.g. a client certificate)."""
+    if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise ValueError(f"readiness probes stay on loopback, not {url}")
+    opener = (
+        _OPENER
+        if tls is None
+        else urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls)
+        )
+    )
     try:
-        with _OPENER.open(url, timeout=timeout) as resp:
+        with opener.open(url, timeout=timeout) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -50,8 +51,12 @@ def test_etcd_argv() -> None:
         "--name", "deis",
         "--data-dir", "/srv/deis/etcd",
         "--enable-v2=true",
-        "--listen-client-urls", "http://127.0.0.1:12379",
-        "--advertise-client-urls", "http://127.0.0.1:12379",
+        "--listen-client-urls", "https://127.0.0.1:12379",
+        "--advertise-client-urls", "https://127.0.0.1:12379",
+        "--cert-file", "/srv/deis/tls/etcd.crt",
+        "--key-file", "/srv/deis/tls/etcd.key",
+        "--client-cert-auth",
+        "--trusted-ca-file", "/srv/deis/tls/ca.crt",
         "--listen-peer-urls", "http://127.0.0.1:12380",
         "--initial-advertise-peer-urls", "http://127.0.0.1:12380",
         "--initial-cluster", "deis=http://127.0.0.1:12380",
@@ -60,7 +65,7 @@ def test_etcd_argv() -> None:
 
 def test_etcd_argv_defaults() -> None:
     argv = services.etcd_argv(Settings())
-    assert argv[argv.index("--listen-client-urls") + 1] == "http://127.0.0.1:2379"
+    assert argv[argv.index("--listen-client-urls") + 1] == "https://127.0.0.1:2379"
     assert argv[argv.index("--data-dir") + 1] == "/var/lib/deis/etcd"
 
 
@@ -228,7 +233,11 @@ def test_etcd_and_registry_start_idempotently_and_stop(loopback_settings: Settin
         assert processes.logfile(s, svc.name).exists()
         assert svc.ready()
     assert services.registry_config_path(s).read_text() == services.registry_config(s)
-    assert processes.http_ok(f"http://127.0.0.1:{s.etcd_port}/v2/keys")
+    assert services.etcd_ready(s)
+    # Mutual TLS only: plain http, and https without the platform's client certificate, get nothing.
+    assert not services.etcd_answers_plain(s)
+    anonymous = ssl.create_default_context(cafile=str(s.etcd_tls.ca))
+    assert not processes.http_ok(f"https://127.0.0.1:{s.etcd_port}/v2/keys", tls=anonymous)
     assert processes.http_ok(f"http://127.0.0.1:{s.registry_port}/v2/")
 
     # A second start changes nothing.
@@ -254,9 +263,11 @@ def test_etcd_keeps_its_data_across_restarts(loopback_settings: Settings) -> Non
 
     s = loopback_settings
     etcd = services.etcd_service(s)
-    opener = processes._OPENER
-    url = f"http://127.0.0.1:{s.etcd_port}/v2/keys/deis/probe"
+    url = f"https://127.0.0.1:{s.etcd_port}/v2/keys/deis/probe"
     processes.start(etcd, s, quiet())
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=services.etcd_client_context(s))
+    )
     req = urllib.request.Request(url, data=urllib.parse.urlencode({"value": "kept"}).encode(), method="PUT")
     with opener.open(req, timeout=5) as resp:
         assert resp.status in (200, 201)

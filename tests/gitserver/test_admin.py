@@ -52,6 +52,7 @@ def test_down_without_an_engine_stops_only_loose_processes(
     monkeypatch.setattr(services, "docker_answers", lambda timeout=2.0: False)
     monkeypatch.setattr(services, "_client", no_engine)
     monkeypatch.setattr(handover, "stop_appliance", no_engine)
+
     def stop(svc: processes.Service, settings: Settings, out: Output, grace: float | None = None) -> bool:
         stopped.append(svc.name)
         return False
