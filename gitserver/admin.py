@@ -80,7 +80,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     upgrade = (
         contextlib.nullcontext()
         if not handover.appliance_running(settings)
-        else (handover.upgrading(settings, out, lambda: handover.deploys_in_flight(Store.of(settings))))
+        else (handover.upgrading(settings, out, lambda: handover.deploys_in_flight(running_store(settings))))
     )
     with upgrade:  # new sessions wait while etcd, the registry or the router may be replaced
         components.up(settings, out)
@@ -99,6 +99,13 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.detail(f"commands:        ssh -p {port} git@HOST help")
     out.detail(f"apps answer at:  {settings.app_url('APP')}")
     return 0
+
+
+def running_store(settings: Settings) -> Store:
+    """The etcd that runs now: before `up` moves an earlier platform's etcd to TLS, its plain http."""
+    if services.etcd_answers_plain(settings):
+        return Store(f"http://127.0.0.1:{settings.etcd_port}")
+    return Store.of(settings)
 
 
 def _bundle_option(settings: Settings, args: argparse.Namespace, name: str, what: str) -> None:
