@@ -186,7 +186,7 @@ def _take_over(settings: Settings, legacy: processes.Service, out: Output) -> No
     if pid is not None:
         out.detail(f"stopping the {legacy.name} process an earlier platform started (pid {pid})")
         processes.stop(legacy, settings, out)
-    elif legacy.ready():
+    elif legacy.occupied():
         raise ServiceError(
             f"{legacy.name}: something this platform did not start already answers on {legacy.address};"
             " stop it or choose another port"

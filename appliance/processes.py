@@ -70,6 +70,12 @@ class Service:
     ready_timeout: float = 30.0
     stop_grace: float = 10.0
     setup: Callable[[], None] | None = None
+    # Something already answers on the address, in any of the ways it may (etcd: also the plain http
+    # of an earlier version, which `ready` no longer accepts); None: `ready`.
+    answers: Callable[[], bool] | None = None
+
+    def occupied(self) -> bool:
+        return (self.answers or self.ready)()
 
 
 def pidfile(settings: Settings, name: str) -> Path:
@@ -104,7 +110,7 @@ def start(service: Service, settings: Settings, out: Output, timeout: float | No
             _wait_ready(service, settings, pid, timeout)
             return pid
         pidfile(settings, service.name).unlink(missing_ok=True)  # stale, if any
-        if service.ready():
+        if service.occupied():
             if service.shared:
                 out.detail(f"{service.name} already answering on {service.address}, using it")
                 return None

@@ -188,6 +188,7 @@ def etcd_service(settings: Settings) -> Service:
         name="etcd",
         argv=etcd_argv(settings),
         ready=lambda: etcd_ready(settings),
+        answers=lambda: etcd_ready(settings) or etcd_answers_plain(settings),
         address=f"127.0.0.1:{settings.etcd_port}",
         package="etcd-server",
         setup=lambda: ensure_pki(settings),

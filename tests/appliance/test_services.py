@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +145,31 @@ def test_start_refuses_a_foreign_instance(tmp_path: Path) -> None:
     svc = processes.Service(name="etcd", argv=["etcd"], ready=lambda: True, address="127.0.0.1:2379")
     with pytest.raises(ServiceError, match="something this platform did not start already answers"):
         processes.start(svc, s, quiet())
+
+
+def test_start_refuses_a_foreign_plain_http_etcd(tmp_path: Path) -> None:
+    """An etcd of the earlier, plain-http kind that this platform did not start: not ready for the
+    platform's TLS, still in the way."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    s = Settings(state_dir=tmp_path, etcd_port=port)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port), "--directory", str(tmp_path)]
+    )
+    try:
+        (tmp_path / "v2").mkdir()
+        (tmp_path / "v2" / "keys").write_text("{}")
+        deadline = time.monotonic() + 10
+        while not services.etcd_answers_plain(s):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert not services.etcd_service(s).ready()
+        with pytest.raises(ServiceError, match="something this platform did not start already answers"):
+            processes.start(services.etcd_service(s), s, quiet())
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def test_start_uses_a_foreign_shared_instance(tmp_path: Path) -> None:
