@@ -96,8 +96,9 @@ def router_kwargs(settings: Settings, image_id: str = "") -> dict[str, Any]:
 
 def etcd_kwargs(settings: Settings, image_id: str = "") -> dict[str, Any]:
     data = str(services.etcd_data_dir(settings))
+    tls = str(settings.tls_dir)
     kw = _base(settings, "etcd", SERVICES_IMAGE, services.etcd_argv(settings))
-    kw["volumes"] = {data: {"bind": data, "mode": "rw"}}
+    kw["volumes"] = {data: {"bind": data, "mode": "rw"}, tls: {"bind": tls, "mode": "ro"}}
     return _with_spec(kw, "etcd", settings, image_id)
 
 
@@ -185,7 +186,7 @@ def _take_over(settings: Settings, legacy: processes.Service, out: Output) -> No
     if pid is not None:
         out.detail(f"stopping the {legacy.name} process an earlier platform started (pid {pid})")
         processes.stop(legacy, settings, out)
-    elif legacy.ready():
+    elif legacy.occupied():
         raise ServiceError(
             f"{legacy.name}: something this platform did not start already answers on {legacy.address};"
             " stop it or choose another port"
@@ -201,6 +202,7 @@ def _start(settings: Settings, legacy: processes.Service, kw: dict[str, Any], ou
 
 def start_etcd(settings: Settings, out: Output) -> None:
     services.etcd_data_dir(settings).mkdir(mode=0o700, parents=True, exist_ok=True)
+    services.ensure_pki(settings)  # once: existing certificates are kept
     kw = etcd_kwargs(settings, services.image_id(SERVICES_IMAGE))
     _start(settings, services.etcd_service(settings), kw, out)
 

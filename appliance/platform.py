@@ -43,7 +43,7 @@ class Platform:
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None) -> Platform:
-        return cls(settings, store or Store(settings.etcd_url), Router(settings))
+        return cls(settings, store or Store.of(settings), Router(settings))
 
     @property
     def backend(self) -> Backend:

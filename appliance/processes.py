@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -37,12 +38,19 @@ from core.settings import Settings
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    """True when a GET of a loopback URL answers 200."""
-    if not url.startswith("http://127.0.0.1:"):
+def http_ok(url: str, timeout: float = 1.0, tls: ssl.SSLContext | None = None) -> bool:
+    """True when a GET of a loopback URL answers 200 (https: with `tls`, e.g. a client certificate)."""
+    if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise ValueError(f"readiness probes stay on loopback, not {url}")
+    opener = (
+        _OPENER
+        if tls is None
+        else urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls)
+        )
+    )
     try:
-        with _OPENER.open(url, timeout=timeout) as resp:
+        with opener.open(url, timeout=timeout) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -62,6 +70,12 @@ class Service:
     ready_timeout: float = 30.0
     stop_grace: float = 10.0
     setup: Callable[[], None] | None = None
+    # Something already answers on the address, in any of the ways it may (etcd: also the plain http
+    # of an earlier version, which `ready` no longer accepts); None: `ready`.
+    answers: Callable[[], bool] | None = None
+
+    def occupied(self) -> bool:
+        return (self.answers or self.ready)()
 
 
 def pidfile(settings: Settings, name: str) -> Path:
@@ -96,7 +110,7 @@ def start(service: Service, settings: Settings, out: Output, timeout: float | No
             _wait_ready(service, settings, pid, timeout)
             return pid
         pidfile(settings, service.name).unlink(missing_ok=True)  # stale, if any
-        if service.ready():
+        if service.occupied():
             if service.shared:
                 out.detail(f"{service.name} already answering on {service.address}, using it")
                 return None

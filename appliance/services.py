@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 from appliance.processes import Service, http_ok, read_pid, start, stop
 from builders import components as builders_components
 from builders import stacks
+from core import pki
 from core.errors import ServiceError
 from core.output import Output
 from core.proc import POLL_INTERVAL, alive, runs
@@ -46,8 +48,11 @@ def etcd_data_dir(settings: Settings) -> Path:
 
 
 def etcd_argv(settings: Settings) -> list[str]:
-    client = f"http://127.0.0.1:{settings.etcd_port}"
+    """Clients over mutual TLS only (core.pki): a certificate the platform's CA signed, or no answer.
+    The peer URL stays plain http on loopback: one member, no peer ever connects."""
+    client = settings.etcd_url
     peer = f"http://127.0.0.1:{settings.etcd_peer_port}"
+    crt, key = pki.server_paths(settings.tls_dir)
     return [
         "etcd",
         "--name", "deis",
@@ -55,10 +60,36 @@ def etcd_argv(settings: Settings) -> list[str]:
         "--enable-v2=true",
         "--listen-client-urls", client,
         "--advertise-client-urls", client,
+        "--cert-file", str(crt),
+        "--key-file", str(key),
+        "--client-cert-auth",
+        "--trusted-ca-file", str(pki.ca_path(settings.tls_dir)),
         "--listen-peer-urls", peer,
         "--initial-advertise-peer-urls", peer,
         "--initial-cluster", f"deis={peer}",
     ]  # fmt: skip
+
+
+def etcd_client_context(settings: Settings) -> ssl.SSLContext:
+    """What the platform's own probes present to etcd: its CA and the platform's client certificate."""
+    tls = settings.etcd_tls
+    ctx = ssl.create_default_context(cafile=str(tls.ca))
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    return ctx
+
+
+def etcd_ready(settings: Settings) -> bool:
+    """etcd answers the platform's client certificate (false too while the PKI is not made yet)."""
+    try:
+        ctx = etcd_client_context(settings)
+    except OSError:
+        return False
+    return http_ok(f"{settings.etcd_url}/v2/keys", tls=ctx)
+
+
+def etcd_answers_plain(settings: Settings) -> bool:
+    """Something answers plain http on etcd's port: an earlier platform's etcd, from before TLS."""
+    return http_ok(f"http://127.0.0.1:{settings.etcd_port}/v2/keys")
 
 
 def registry_dir(settings: Settings) -> Path:
@@ -156,10 +187,16 @@ def etcd_service(settings: Settings) -> Service:
     return Service(
         name="etcd",
         argv=etcd_argv(settings),
-        ready=lambda: http_ok(f"http://127.0.0.1:{settings.etcd_port}/v2/keys"),
+        ready=lambda: etcd_ready(settings),
+        answers=lambda: etcd_ready(settings) or etcd_answers_plain(settings),
         address=f"127.0.0.1:{settings.etcd_port}",
         package="etcd-server",
+        setup=lambda: ensure_pki(settings),
     )
+
+
+def ensure_pki(settings: Settings) -> None:
+    pki.ensure(settings.tls_dir)
 
 
 def write_registry_config(settings: Settings) -> None:

@@ -50,7 +50,7 @@ def deploy_all(h: Harness, apps: int, parallel: int) -> list[str]:
     first = unique("idle")
     r = h.push(h.checkout("hello", first), key)
     assert r.returncode == 0, r.stderr
-    release = releases.latest(Store(h.settings.etcd_url), first)
+    release = releases.latest(Store.of(h.settings), first)
     assert release is not None and release.build is not None
     image = release.build.image
 

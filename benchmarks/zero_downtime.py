@@ -82,7 +82,7 @@ def main() -> None:
 
             # Kill -9 one of two containers; measure how long until the router stops sending to it.
             ssh("scale", "cmd=2")
-            store = Store(h.settings.etcd_url)
+            store = Store.of(h.settings)
             client = docker.from_env()
             victim = client.containers.get(h.containers(app)[0])
             port = victim.attrs["HostConfig"]["PortBindings"]["5000/tcp"][0]["HostPort"]

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import pki
+
 DEFAULT_STATE_DIR = "/var/lib/deis"
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -200,7 +202,16 @@ class Settings:
 
     @property
     def etcd_url(self) -> str:
-        return f"http://127.0.0.1:{self.etcd_port}"
+        return f"https://127.0.0.1:{self.etcd_port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The platform's PKI (core.pki): the CA, etcd's server and the platform's client certificate."""
+        return self.state_dir.absolute() / "tls"
+
+    @property
+    def etcd_tls(self) -> pki.EtcdTLS:
+        return pki.client_tls(self.tls_dir)
 
     @property
     def repos_dir(self) -> Path:

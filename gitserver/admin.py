@@ -82,14 +82,14 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     upgrade = (
         contextlib.nullcontext()
         if not handover.appliance_running(settings)
-        else (handover.upgrading(settings, out, lambda: handover.deploys_in_flight(Store(settings.etcd_url))))
+        else (handover.upgrading(settings, out, lambda: handover.deploys_in_flight(running_store(settings))))
     )
     with upgrade:  # new sessions wait while etcd, the registry or the router may be replaced
         components.up(settings, out)
     seed_registry(settings, out)
     out.step(f"Starting the appliance (SSH, container) on port {settings.ssh_port}")
     handover.start_appliance(settings, out, appliance_service(settings))
-    store = Store(settings.etcd_url)
+    store = Store.of(settings)
     has_admin = any(u.admin for u in apps.list_users(store))
     out.step("The platform is up")
     port = settings.ssh_port
@@ -101,6 +101,13 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     out.detail(f"commands:        ssh -p {port} git@HOST help")
     out.detail(f"apps answer at:  {settings.app_url('APP')}")
     return 0
+
+
+def running_store(settings: Settings) -> Store:
+    """The etcd that runs now: before `up` moves an earlier platform's etcd to TLS, its plain http."""
+    if services.etcd_answers_plain(settings):
+        return Store(f"http://127.0.0.1:{settings.etcd_port}")
+    return Store.of(settings)
 
 
 def _bundle_option(settings: Settings, args: argparse.Namespace, name: str, what: str) -> None:
@@ -259,7 +266,7 @@ def mark_ready(settings: Settings) -> None:
 
 
 def cmd_keys_add(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    store = Store(settings.etcd_url)
+    store = Store.of(settings)
     apps.ensure_user(store, args.user, admin=args.admin)
     fp = apps.add_key(store, args.user, sys.stdin.read())
     out.step(f"key {fp} added for {args.user}{' (admin)' if args.admin else ''}")
@@ -267,19 +274,19 @@ def cmd_keys_add(settings: Settings, args: argparse.Namespace, out: Output) -> i
 
 
 def cmd_keys_list(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    for key in apps.list_keys(Store(settings.etcd_url), args.user):
+    for key in apps.list_keys(Store.of(settings), args.user):
         out.line(f"{key['user']}  {key['name']}  {key['fingerprint']}")
     return 0
 
 
 def cmd_keys_remove(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    fp = apps.remove_key(Store(settings.etcd_url), None, args.key)
+    fp = apps.remove_key(Store.of(settings), None, args.key)
     out.step(f"key {fp} removed")
     return 0
 
 
 def cmd_users_list(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    for user in apps.list_users(Store(settings.etcd_url)):
+    for user in apps.list_users(Store.of(settings)):
         out.line(f"{user.name}{'  (admin)' if user.admin else ''}")
     return 0
 

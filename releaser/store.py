@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import etcd
 
 from core.errors import ServiceError, StoreUnavailable
+from core.pki import EtcdTLS
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 ROOT = "/deis"
 
@@ -34,15 +38,23 @@ def _converted(what: str) -> Iterator[None]:
 class Store:
     """JSON values in etcd's v2 key space, all under /deis."""
 
-    def __init__(self, url: str, read_timeout: float = 10) -> None:
+    def __init__(self, url: str, read_timeout: float = 10, tls: EtcdTLS | None = None) -> None:
         u = urlsplit(url)
         self.url = url
+        # etcd asks for a client certificate (core.pki): without one it refuses the connection.
         self.client = etcd.Client(
             host=u.hostname or "127.0.0.1",
             port=u.port or 2379,
             protocol=u.scheme or "http",
             read_timeout=read_timeout,
+            cert=None if tls is None else (str(tls.cert), str(tls.key)),
+            ca_cert=None if tls is None else str(tls.ca),
         )
+
+    @classmethod
+    def of(cls, settings: Settings, read_timeout: float = 10) -> Store:
+        """The platform's store: its etcd over mutual TLS with the platform's client certificate."""
+        return cls(settings.etcd_url, read_timeout, settings.etcd_tls)
 
     @staticmethod
     def _key(key: str) -> str:

@@ -52,7 +52,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     etcd = services.etcd_service(s)
     processes.start(etcd, s, Output(io.StringIO()))
     try:
-        yield Store(s.etcd_url)
+        yield Store.of(s)
     finally:
         processes.stop(etcd, s, Output(io.StringIO()))
 

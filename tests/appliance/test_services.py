@@ -8,7 +8,9 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,8 +52,12 @@ def test_etcd_argv() -> None:
         "--name", "deis",
         "--data-dir", "/srv/deis/etcd",
         "--enable-v2=true",
-        "--listen-client-urls", "http://127.0.0.1:12379",
-        "--advertise-client-urls", "http://127.0.0.1:12379",
+        "--listen-client-urls", "https://127.0.0.1:12379",
+        "--advertise-client-urls", "https://127.0.0.1:12379",
+        "--cert-file", "/srv/deis/tls/etcd.crt",
+        "--key-file", "/srv/deis/tls/etcd.key",
+        "--client-cert-auth",
+        "--trusted-ca-file", "/srv/deis/tls/ca.crt",
         "--listen-peer-urls", "http://127.0.0.1:12380",
         "--initial-advertise-peer-urls", "http://127.0.0.1:12380",
         "--initial-cluster", "deis=http://127.0.0.1:12380",
@@ -60,7 +66,7 @@ def test_etcd_argv() -> None:
 
 def test_etcd_argv_defaults() -> None:
     argv = services.etcd_argv(Settings())
-    assert argv[argv.index("--listen-client-urls") + 1] == "http://127.0.0.1:2379"
+    assert argv[argv.index("--listen-client-urls") + 1] == "https://127.0.0.1:2379"
     assert argv[argv.index("--data-dir") + 1] == "/var/lib/deis/etcd"
 
 
@@ -139,6 +145,31 @@ def test_start_refuses_a_foreign_instance(tmp_path: Path) -> None:
     svc = processes.Service(name="etcd", argv=["etcd"], ready=lambda: True, address="127.0.0.1:2379")
     with pytest.raises(ServiceError, match="something this platform did not start already answers"):
         processes.start(svc, s, quiet())
+
+
+def test_start_refuses_a_foreign_plain_http_etcd(tmp_path: Path) -> None:
+    """An etcd of the earlier, plain-http kind that this platform did not start: not ready for the
+    platform's TLS, still in the way."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    s = Settings(state_dir=tmp_path, etcd_port=port)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port), "--directory", str(tmp_path)]
+    )
+    try:
+        (tmp_path / "v2").mkdir()
+        (tmp_path / "v2" / "keys").write_text("{}")
+        deadline = time.monotonic() + 10
+        while not services.etcd_answers_plain(s):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert not services.etcd_service(s).ready()
+        with pytest.raises(ServiceError, match="something this platform did not start already answers"):
+            processes.start(services.etcd_service(s), s, quiet())
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def test_start_uses_a_foreign_shared_instance(tmp_path: Path) -> None:
@@ -228,7 +259,11 @@ def test_etcd_and_registry_start_idempotently_and_stop(loopback_settings: Settin
         assert processes.logfile(s, svc.name).exists()
         assert svc.ready()
     assert services.registry_config_path(s).read_text() == services.registry_config(s)
-    assert processes.http_ok(f"http://127.0.0.1:{s.etcd_port}/v2/keys")
+    assert services.etcd_ready(s)
+    # Mutual TLS only: plain http, and https without the platform's client certificate, get nothing.
+    assert not services.etcd_answers_plain(s)
+    anonymous = ssl.create_default_context(cafile=str(s.etcd_tls.ca))
+    assert not processes.http_ok(f"https://127.0.0.1:{s.etcd_port}/v2/keys", tls=anonymous)
     assert processes.http_ok(f"http://127.0.0.1:{s.registry_port}/v2/")
 
     # A second start changes nothing.
@@ -254,9 +289,11 @@ def test_etcd_keeps_its_data_across_restarts(loopback_settings: Settings) -> Non
 
     s = loopback_settings
     etcd = services.etcd_service(s)
-    opener = processes._OPENER
-    url = f"http://127.0.0.1:{s.etcd_port}/v2/keys/deis/probe"
+    url = f"https://127.0.0.1:{s.etcd_port}/v2/keys/deis/probe"
     processes.start(etcd, s, quiet())
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=services.etcd_client_context(s))
+    )
     req = urllib.request.Request(url, data=urllib.parse.urlencode({"value": "kept"}).encode(), method="PUT")
     with opener.open(req, timeout=5) as resp:
         assert resp.status in (200, 201)

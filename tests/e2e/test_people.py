@@ -316,7 +316,7 @@ def test_a_change_that_waited_for_a_destroy_leaves_no_orphans(platform: Harness,
     app = unique("race")
     key = crew.keys[crew.owner]
     assert platform.ssh(key, "apps:create", app).returncode == 0
-    lock = AppLock(Store(platform.settings.etcd_url), app, owner="test")
+    lock = AppLock(Store.of(platform.settings), app, owner="test")
     lock.acquire(5)
     results: dict[str, subprocess.CompletedProcess[str]] = {}
     threads = [

@@ -94,7 +94,7 @@ def test_rollback_restores_old_code_and_old_config(platform: Harness, admin: Key
     ok(platform.ssh(admin, "releases:rollback", "--app", name))  # default: the one before the current
     assert platform.get(name) == (200, "hello from v2 two\n")
     assert releases_json(platform, admin, name)[0]["summary"] == f"admin rolled back to v{newest}"
-    messages = [e.message for e in events.recent(Store(platform.settings.etcd_url), name)]
+    messages = [e.message for e in events.recent(Store.of(platform.settings), name)]
     assert f"admin rolled back to v{old}: v{newest + 1} deployed" in messages
 
 
@@ -149,7 +149,7 @@ def test_limits_reach_the_container(platform: Harness, admin: Key, app) -> None:
     assert "cmd" in ok(platform.ssh(admin, "limits", "--app", name))
     top = releases_json(platform, admin, name)[0]
     assert top["summary"] == "admin limited cpu of cmd=512"
-    messages = [e.message for e in events.recent(Store(platform.settings.etcd_url), name)]
+    messages = [e.message for e in events.recent(Store.of(platform.settings), name)]
     assert f"admin limited cpu of cmd=512: v{top['version']} deployed" in messages
 
     before = releases_json(platform, admin, name)
@@ -214,7 +214,7 @@ def test_builds_and_builds_create(platform: Harness, admin: Key, app) -> None:
         {"web": "python3 -u /app/app.py"},
         "v2",
     )
-    messages = [e.message for e in events.recent(Store(platform.settings.etcd_url), other)]
+    messages = [e.message for e in events.recent(Store.of(platform.settings), other)]
     assert f"admin deployed {image}: v2 deployed" in messages
 
     digests = docker.from_env().images.get(image).attrs["RepoDigests"]

@@ -77,7 +77,7 @@ def container(platform: Harness, name: str):
 
 
 def routed_ports(platform: Harness, name: str) -> set[str]:
-    return {r.rsplit(":", 1)[1] for r in Store(platform.settings.etcd_url).get(f"apps/{name}/routes") or []}
+    return {r.rsplit(":", 1)[1] for r in Store.of(platform.settings).get(f"apps/{name}/routes") or []}
 
 
 def test_killed_container_leaves_the_router_within_1s_and_serves_again_within_3s(
@@ -130,7 +130,7 @@ def test_appliance_restart_never_interrupts_serving_apps(platform: Harness, app)
 
 def test_stale_lock_of_a_crashed_deploy_expires(platform: Harness, admin: Key, app) -> None:
     name, work = app
-    store = Store(platform.settings.etcd_url)
+    store = Store.of(platform.settings)
     # What a deploy that died without releasing leaves behind: a lock that nobody renews.
     assert store.create(f"locks/{name}", {"owner": "crashed", "token": "x", "since": time.time()}, ttl=3)
     platform.commit_change(work, "message.txt", "after the stale lock\n")
@@ -144,7 +144,7 @@ def test_stale_lock_of_a_crashed_deploy_expires(platform: Harness, admin: Key, a
 
 def test_push_fails_at_once_when_asked_not_to_wait(platform: Harness, admin: Key, app) -> None:
     name, work = app
-    store = Store(platform.settings.etcd_url)
+    store = Store.of(platform.settings)
     assert store.create(f"locks/{name}", {"owner": "bob", "token": "y", "since": time.time()}, ttl=30)
     try:
         env_cmd = platform.git_env(admin)["GIT_SSH_COMMAND"] + " -o SetEnv=DEIS_NO_WAIT=1"

@@ -16,7 +16,14 @@ from tests.harness import Harness
 
 def etcd_tree(h: Harness, prefix: str = "") -> dict[str, Any]:
     """Every leaf under /deis/PREFIX with its value (an empty dict if there is none)."""
-    client = etcd.Client(host="127.0.0.1", port=h.settings.etcd_port)
+    tls = h.settings.etcd_tls  # etcd asks for the platform's client certificate
+    client = etcd.Client(
+        host="127.0.0.1",
+        port=h.settings.etcd_port,
+        protocol="https",
+        cert=(str(tls.cert), str(tls.key)),
+        ca_cert=str(tls.ca),
+    )
     try:
         root = client.read(f"/deis/{prefix}".rstrip("/"), recursive=True)
     except etcd.EtcdKeyNotFound:
