@@ -7,7 +7,9 @@ start to healthy, one router publish (render, nginx -t, graceful reload).
 Target: warm push-to-live <= 3 s and <= 2.5 x the sum of the parts. The Dockerfile builder is
 compared in the same run: warm pushes with the engine's legacy builder (`dockerfile_builder=docker`,
 the appliance restarted for it) against buildah in its own network namespace (the default): at
-most 10 % slower. Starts its own platform on free ports (tests.harness) and removes everything it made.
+most 10 % slower. A buildpack app (the static buildpack: no download) is timed warm too (its
+slugbuilder on the build network: compare it across versions). Starts its own platform on free
+ports (tests.harness) and removes everything it made.
 """
 
 from __future__ import annotations
@@ -137,6 +139,11 @@ def main() -> None:
                 use_builder(h, "docker")
                 legacy += warm_pushes(h, work, key, app, args.warm_runs, f"legacy-{n}")
                 use_builder(h, "buildah")
+            bp_app = unique("benchbp")
+            bp_work = h.checkout("bp-static", bp_app)
+            h.commit_change(bp_work, "index.html", "bp cold\n")
+            push_to_live(h, bp_work, key, bp_app, "bp cold")
+            buildpack = warm_pushes(h, bp_work, key, bp_app, args.warm_runs, "bp")
             build = cached_build(work, f"{h.settings.registry}/{app}:bench")
             start = container_to_healthy(f"{h.settings.registry}/{app}:bench")
             reload = router_publish(h, app)
@@ -146,6 +153,7 @@ def main() -> None:
     warm_served = statistics.median(w[0] for w in warm)
     warm_pushed = statistics.median(w[1] for w in warm)
     legacy_served = statistics.median(w[0] for w in legacy)
+    bp_served = statistics.median(w[0] for w in buildpack)
     print(f"{'measure':44} {'seconds':>8}")
     print(f"{'cold push -> served (first push, new app)':44} {cold_served:8.2f}")
     print(f"{'cold push command returned':44} {cold_pushed:8.2f}")
@@ -159,6 +167,8 @@ def main() -> None:
     label = f"warm, legacy docker builder (median of {len(legacy)})"
     print(f"{label:44} {legacy_served:8.2f}")
     print(f"{'buildah / legacy (target <= 1.10)':44} {warm_served / legacy_served:8.2f}")
+    label = f"warm buildpack (static) push -> served ({len(buildpack)})"
+    print(f"{label:44} {bp_served:8.2f}")
     print(f"{'warm / parts (target <= 2.5)':44} {warm_served / parts:8.2f}")
     print(f"{'warm target <= 3 s':44} {'met' if warm_served <= 3 else 'MISSED':>8}")
 
