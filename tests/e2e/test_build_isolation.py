@@ -217,7 +217,7 @@ def test_a_buildpack_reaches_no_platform_endpoint_and_no_other_app(
     _app, work = hostile_app(platform, mallory, buildpack(tmp_path, probe), "bpnet")
     r = platform.push(work, mallory)
     assert r.returncode == 0, r.stderr
-    said = [line for line in r.stderr.splitlines() if "-----> probe " in line]
+    said = [line.rstrip() for line in r.stderr.splitlines() if "-----> probe " in line]
     assert len(said) == len(targets) + 1, r.stderr
     for line in said:
         assert line.endswith(" refused"), line
