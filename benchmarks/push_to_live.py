@@ -15,6 +15,7 @@ ports (tests.harness) and removes everything it made.
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import statistics
 import subprocess
@@ -44,7 +45,7 @@ def push_to_live(h: Harness, work: Path, key, app: str, expected: str) -> tuple[
                 if status == 200 and body.strip() == expected:
                     served.append(time.monotonic() - start)
                     return
-            except OSError:
+            except (OSError, http.client.HTTPException):  # a reply cut short mid-switch: ask again
                 pass
             time.sleep(0.01)
 
@@ -143,15 +144,7 @@ def main() -> None:
             bp_work = h.checkout("bp-static", bp_app)
             h.commit_change(bp_work, "index.html", "bp cold\n")
             push_to_live(h, bp_work, key, bp_app, "bp cold")
-            buildpack = []
-            for i in range(args.warm_runs + 1):
-                # a length of its own each time: an equal-sized change was once never served (not
-                # yet understood; see the iso-build report)
-                text = f"bp {i} {'.' * i}"
-                h.commit_change(bp_work, "index.html", text + "\n")
-                measured = push_to_live(h, bp_work, key, bp_app, text)
-                if i:
-                    buildpack.append(measured)
+            buildpack = warm_pushes(h, bp_work, key, bp_app, args.warm_runs, "bp")
             build = cached_build(work, f"{h.settings.registry}/{app}:bench")
             start = container_to_healthy(f"{h.settings.registry}/{app}:bench")
             reload = router_publish(h, app)
