@@ -375,6 +375,17 @@ def tagged_count(listing: str, name: str) -> int:
     return len(deletions("filter", listing, name))
 
 
+def bridge_names(listing: str) -> set[str]:
+    """The build networks that `iptables -S` output has rules of."""
+    return set(re.findall(r"--comment (deis-builds-[0-9a-f]{12})\b", listing))
+
+
+def forget_bridge(name: str, listing: str | None = None) -> None:
+    """Remove the rules of build network `name` (its network is gone, or going)."""
+    for argv in deletions("filter", listing or _run(list_rules("filter")).stdout, name):
+        _run(argv)
+
+
 def _environment() -> tuple[list[str], list[str], str]:
     dns = nameservers(Path("/etc/resolv.conf").read_text() if Path("/etc/resolv.conf").exists() else "")
     host_nets = host_networks(_check([IP, "-4", "-o", "addr", "show"]))
@@ -395,6 +406,9 @@ def ensure_bridge(platform: str) -> Bridge:
         dns, host_nets, forward = _environment()
         wanted = bridge_rules(bridge, dns, host_nets, forward)
         listing = _check(list_rules("filter"))
+        for name in bridge_names(listing) - {bridge.name}:  # rules of a build network since removed
+            if not Path(f"/sys/class/net/dbb{name.rsplit('-', 1)[1]}").exists():
+                forget_bridge(name, listing)
         if tagged_count(listing, bridge.name) != len(wanted):
             for argv in deletions("filter", listing, bridge.name):
                 _run(argv)

@@ -42,3 +42,11 @@ def test_the_rules_are_counted_by_their_comment() -> None:
         + "-A FORWARD -i dbbother -m comment --comment deis-builds-other -j REJECT\n"
     )
     assert buildnet.tagged_count(listing, bridge.name) == len(wanted)
+
+
+def test_the_build_networks_with_rules_are_found() -> None:
+    listing = (
+        "-A INPUT -i dbb0123456789ab -m comment --comment deis-builds-0123456789ab -j REJECT\n"
+        "-A FORWARD -i dbh3 -m comment --comment deis-build-3 -j REJECT\n"
+    )
+    assert buildnet.bridge_names(listing) == {"deis-builds-0123456789ab"}
