@@ -131,8 +131,8 @@ def main() -> None:
         h.up()
         try:
             key = h.add_user("bench", admin=True)
-            # first, alone: pushed after the Dockerfile app, its second push was never served (the
-            # first release stayed live, on main too; cause not found yet)
+            # first, alone: pushed after the Dockerfile app, a warm push of it was never served (an
+            # earlier release stayed live; on main too, cause not found yet)
             bp_app = unique("benchbp")
             bp_work = h.checkout("bp-static", bp_app)
             h.commit_change(bp_work, "index.html", "bp cold\n")
