@@ -42,7 +42,13 @@ def _enable_pids(path: Path) -> None:
             (parent / "cgroup.subtree_control").write_text("+pids")
 
 
-def _remove(path: Path) -> None:
+def _remove(path: Path, others: list[Path]) -> None:
+    # runc makes the steps' parent directories in every v1 hierarchy (memory, cpu, ...), and
+    # removes only its own: the build's go here too.
+    for other in others:
+        for d in (other / "run", other):
+            with contextlib.suppress(OSError):
+                d.rmdir()
     for _ in range(50):  # the last step's runc may still be tearing its cgroup down
         for d in (path / "run", path):
             with contextlib.suppress(FileNotFoundError):
@@ -66,4 +72,5 @@ def limited(name: str, pids: int, root: Path = ROOT) -> Iterator[str]:
     try:
         yield cgroup_parent(name)
     finally:
-        _remove(path)
+        others = [] if unified else [h / PARENT / name for h in root.iterdir() if h.name != "pids"]
+        _remove(path, others)
