@@ -4,8 +4,8 @@ Any app user can name a buildpack, so its URL is the tenant's:
 
     https://, http://, git://   cloned in an ephemeral slugbuilder container as the build user, with
                                 no credentials (no SSH identity, no credential helper, no config but
-                                the operator's proxies and CA bundle) and the network every build gets:
-                                the host's loopback (etcd, the registry) is the container's own there
+                                the operator's proxies and CA bundle) and the network every buildpack
+                                build gets (builders.buildnet's bridge: the internet, not the host)
     file:///PATH, /PATH         only below the operator's DEIS_LOCAL_BUILDPACKS and never in the state
                                 dir; a git repository is cloned the same way from a read-only mount of
                                 it, a plain directory is mounted read-only as it is
@@ -20,7 +20,7 @@ import re
 import uuid
 from pathlib import Path
 
-from builders import buildenv, buildfs, buildrun, stacks
+from builders import buildenv, buildfs, buildnet, buildrun, stacks
 from builders.builderfiles import engine_path
 from core import dockercli
 from core.dockercli import Mount
@@ -98,7 +98,13 @@ def is_repository(path: Path) -> bool:
 
 
 def fetch_argv(
-    container: str, settings: Settings, dest: Path, url: str, ref: str, source: Path | None
+    container: str,
+    settings: Settings,
+    dest: Path,
+    url: str,
+    ref: str,
+    source: Path | None,
+    network: str | None = None,
 ) -> list[str]:
     """The clone's container (pure: tests compare it exactly): the build user, no capability, the
     clone's directory its only writable mount, a local repository read-only at SOURCE."""
@@ -133,7 +139,9 @@ def fetch_argv(
             user=f"{uid}:{uid}",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            pids_limit=settings.default_pids_limit or None,
+            pids_limit=settings.build_pids_limit,
+            memory=settings.build_memory,
+            network=network,
         )
     )
 
@@ -155,7 +163,8 @@ def fetch(settings: Settings, name: str, url: str, ref: str, dest: Path, out: Ou
             said.append(line.strip())
             out.detail(line)
 
-    argv = fetch_argv(container, settings, dest, url, ref, source)
+    network = buildnet.ensure_bridge(str(settings.state_dir)).name
+    argv = fetch_argv(container, settings, dest, url, ref, source, network)
     code = buildrun.run_streamed(argv, emit, container, settings.build_timeout)
     if code != 0:
         why = said[-1] if said else f"the clone exited with status {code}"

@@ -55,6 +55,12 @@ def bud(
     return [*argv, str(context)]
 
 
+def limits(memory: int, cgroup_parent: str) -> list[str]:
+    """`bud` options (before its context): each RUN step's memory limit, and the cgroup the steps
+    run in (builders.buildcg: the build's pids limit over them all)."""
+    return ["--memory", f"{memory}b", "--cgroup-parent", cgroup_parent]
+
+
 def in_netns(netns: Path, argv: Sequence[str]) -> list[str]:
     """Run `argv` in network namespace `netns` only (not `ip netns exec`: that remounts /sys, which
     hides cgroup v1 from the runtime)."""

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from builders import bpfetch, buildenv, buildfs, buildrun, source, stacks
+from builders import bpfetch, buildenv, buildfs, buildnet, buildrun, source, stacks
 from builders.builderfiles import engine_path
 from core import dockercli
 from core.dockercli import Mount
@@ -129,10 +129,13 @@ def builder_argv(
     env_file: str | None = None,
     uid: int = 64999,
     pids_limit: int | None = None,
+    memory: int | None = None,
+    network: str | None = None,
 ) -> list[str]:
     """The ephemeral slugbuilder container (pure: tests compare it exactly). `ca_bundle` (a host file)
     is mounted read-only and named by buildenv.CA_VARS; `env_file` holds the operator's build env.
-    The driver starts as root without capabilities but DRIVER_CAPS; the buildpacks run as `uid`."""
+    The driver starts as root without capabilities but DRIVER_CAPS; the buildpacks run as `uid`,
+    on `network` (builders.buildnet's bridge: the internet only), within `memory` bytes."""
     ca = buildenv.ca_mount_and_env(ca_bundle)
     mounts = [
         Mount(str(work / "app"), "/app"),
@@ -161,6 +164,8 @@ def builder_argv(
             cap_add=list(DRIVER_CAPS),
             security_opt=["no-new-privileges"],
             pids_limit=pids_limit,
+            memory=memory,
+            network=network,
         )
     )
 
@@ -290,7 +295,9 @@ def compile_slug(
         ca_bundle=os.path.realpath(settings.build_ca_bundle) if settings.build_ca_bundle else None,
         env_file=_env_file(settings, work),
         uid=settings.build_uid,
-        pids_limit=settings.default_pids_limit or None,
+        pids_limit=settings.build_pids_limit,
+        memory=settings.build_memory,
+        network=buildnet.ensure_bridge(str(settings.state_dir)).name,
     )
     try:
         code = buildrun.run_streamed(argv, out.line, container, settings.build_timeout)

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders import buildah, buildnet, dockerfile, engine, image, source
+from builders import buildah, buildcg, buildnet, dockerfile, engine, image, source
 from builders.buildah import Store
 from core.errors import BuildError, ServiceError
 from core.output import Output
@@ -449,9 +449,6 @@ def _build_and_push(settings: Settings, app: str, tag: str, prep: Prepared, out:
     store = app_store(settings, app)
     cache = cache_dir(settings, app)
     cache.mkdir(parents=True, exist_ok=True)
-    argv = buildah.bud(
-        store, prep.context, prep.dockerfile, LOCAL_NAME, list(prep.args), _secret_files(settings, prep)
-    )
     env = {
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "TMPDIR": str(cache),
@@ -459,7 +456,13 @@ def _build_and_push(settings: Settings, app: str, tag: str, prep: Prepared, out:
     }
     started = time.monotonic()
     try:
-        with buildnet.isolated(settings.build_subnet) as link:
+        with (
+            buildnet.isolated(settings.build_subnet) as link,
+            buildcg.limited(link.name, settings.build_pids_limit) as cgroup,
+        ):
+            secrets = _secret_files(settings, prep)
+            argv = buildah.bud(store, prep.context, prep.dockerfile, LOCAL_NAME, list(prep.args), secrets)
+            argv[-1:-1] = buildah.limits(settings.build_memory, cgroup)
             stream(buildah.in_netns(link.path, argv), env | prep.args, out, settings.build_timeout)
     except BaseException:
         with contextlib.suppress(ServiceError):

@@ -133,3 +133,13 @@ def logs(container: str, *, follow: bool, tail: int | None) -> list[str]:
     if follow:
         argv.append("--follow")
     return [*argv, container]
+
+
+def network_create(name: str, options: Mapping[str, str], labels: Mapping[str, str]) -> list[str]:
+    """`docker network create` of a bridge network with driver options (`--opt K=V`) and labels."""
+    argv = [DOCKER, "network", "create", "--driver", "bridge"]
+    for key, value in options.items():
+        argv += ["--opt", f"{key}={value}"]
+    for key, value in labels.items():
+        argv += ["--label", f"{key}={value}"]
+    return [*argv, name]

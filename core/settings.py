@@ -95,6 +95,8 @@ _ENV = {
     "keep_images": "DEIS_KEEP_IMAGES",
     "build_timeout": "DEIS_BUILD_TIMEOUT",
     "build_subnet": "DEIS_BUILD_SUBNET",
+    "build_memory": "DEIS_BUILD_MEMORY",
+    "build_pids_limit": "DEIS_BUILD_PIDS_LIMIT",
     "dockerfile_builder": "DEIS_DOCKERFILE_BUILDER",
     "local_buildpacks": "DEIS_LOCAL_BUILDPACKS",
     "build_ca_bundle": "DEIS_BUILD_CA_BUNDLE",
@@ -146,6 +148,9 @@ class Settings:
     keep_images: int = 5
     # Seconds a Dockerfile build may take before it is killed.
     build_timeout: float = 1200.0
+    # What one build container (the slugbuilder, a Dockerfile's RUN step) may use: bytes, processes.
+    build_memory: int = 2 << 30
+    build_pids_limit: int = 1024
     # Private range the Dockerfile builds' network namespaces take their /30 links from.
     build_subnet: str = "10.213.0.0/16"
     # "buildah" (isolated: its own network namespace) or "docker" (the engine's legacy builder, which
@@ -294,6 +299,8 @@ class Settings:
                 s.build_env = parse_build_env(value)
             else:
                 setattr(s, f.name, type(getattr(s, f.name))(value))
+        if s.build_memory < (64 << 20) or s.build_pids_limit < 64:
+            raise ValueError("build_memory must be at least 64 MiB and build_pids_limit at least 64")
         if s.build_uid <= 0:
             raise ValueError(f"build_uid must be an unprivileged user's number, not {s.build_uid}")
         return s

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from appliance import components, handover, processes, services
 from core.errors import DeisError, ValidationError
+from core.names import memory_bytes
 from core.output import Output
 from core.settings import Settings, check_ca_bundle, parse_build_env
 from releaser import apps
@@ -122,7 +123,14 @@ def _bundle_option(settings: Settings, args: argparse.Namespace, name: str, what
 
 def apply_build_options(settings: Settings, args: argparse.Namespace) -> None:
     """`--build-ca-bundle FILE` / `--no-build-ca-bundle`, `--build-env KEY=VALUE` (repeatable: the
-    list given replaces the saved one) / `--no-build-env`. Bad input changes nothing."""
+    list given replaces the saved one) / `--no-build-env`, `--build-memory SIZE`, `--build-pids N`.
+    Bad input changes nothing."""
+    memory = memory_bytes(args.build_memory) if getattr(args, "build_memory", None) else None
+    pids = getattr(args, "build_pids", None)
+    if memory is not None and memory < (64 << 20):
+        raise ValidationError(f"--build-memory {args.build_memory} is too small: at least 64M")
+    if pids is not None and pids < 64:
+        raise ValidationError(f"--build-pids {pids} is too small: at least 64")
     try:
         env = parse_build_env(args.build_env or [])
         _bundle_option(settings, args, "build_ca_bundle", "build")
@@ -132,6 +140,10 @@ def apply_build_options(settings: Settings, args: argparse.Namespace) -> None:
         settings.build_env = ()
     elif args.build_env:
         settings.build_env = env
+    if memory is not None:
+        settings.build_memory = memory
+    if pids is not None:
+        settings.build_pids_limit = pids
 
 
 def apply_drain_options(settings: Settings, args: argparse.Namespace) -> None:
@@ -363,6 +375,10 @@ def add_setting_arguments(up: argparse.ArgumentParser) -> None:
         help="a variable every build sees (repeatable; mirrors, proxies); app config vars override it",
     )
     up.add_argument("--no-build-env", action="store_true", help="forget the saved --build-env values")
+    up.add_argument("--build-memory", metavar="SIZE", help="memory one build may use, like 2G (default 2G)")
+    up.add_argument(
+        "--build-pids", metavar="N", type=int, help="processes one build may run at once (default 1024)"
+    )
     up.add_argument(
         "--drain-ca-bundle",
         metavar="FILE",

@@ -23,6 +23,7 @@ from typing import Any
 import docker
 
 from appliance import components, handover, processes
+from builders import buildnet
 from core.output import Output
 from core.proc import alive
 from core.settings import Settings
@@ -156,6 +157,7 @@ class Harness:
         for net in client.networks.list(filters={"label": f"{LABEL_PLATFORM}={self.settings.state_dir}"}):
             with contextlib.suppress(docker.errors.APIError):
                 net.remove()
+        buildnet.forget_bridge(buildnet.Bridge(str(self.settings.state_dir)).name)
 
     def remove_images(self) -> None:
         client = docker.from_env()

@@ -51,12 +51,15 @@ def test_fetch_argv_runs_the_clone_unprivileged_and_without_credentials(tmp_path
         build_ca_bundle=None,
         build_env=("PIP_INDEX_URL=https://user:token@mirror/simple", "https_proxy=http://proxy:3128"),
     )
-    argv = bpfetch.fetch_argv("deis-fetch-1", s, Path("/w/buildpack-00"), "https://h/bp.git", "v2", None)
+    argv = bpfetch.fetch_argv(
+        "deis-fetch-1", s, Path("/w/buildpack-00"), "https://h/bp.git", "v2", None, "deis-builds-x"
+    )
     assert argv == [
         "docker", "run", "--rm", "--pull", "never", "--name", "deis-fetch-1",
         "--label", "io.deis.platform=/s", "--label", "io.deis.build=deis-fetch-1",
+        "--memory", f"{2 << 30}b", "--network", "deis-builds-x",
         "--user", "64999:64999", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--pids-limit", "512",
+        "--pids-limit", "1024",
         "-v", "/w/buildpack-00:/buildpack", "-v", f"{bpfetch.FETCHER}:/builder/fetch:ro",
         "-e", "HOME=/tmp", "-e", "GIT_TERMINAL_PROMPT=0", "-e", "GIT_CONFIG_NOSYSTEM=1",
         "-e", "GIT_ALLOW_PROTOCOL=http:https:git:file", "-e", "https_proxy=http://proxy:3128",

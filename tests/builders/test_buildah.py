@@ -52,6 +52,9 @@ def test_bud_names_build_args_without_values_and_runs_in_the_callers_network() -
         "id=ca-bundle,src=/ca",
         "/w/ctx",
     ]
+    assert buildah.limits(1 << 30, "/deis-builds/b/run") == [
+        "--memory", f"{1 << 30}b", "--cgroup-parent", "/deis-builds/b/run",
+    ]  # fmt: skip
 
 
 def test_in_netns_uses_nsenter_not_ip_netns_exec() -> None:

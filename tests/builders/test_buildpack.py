@@ -79,10 +79,13 @@ def test_builder_argv() -> None:
         "c0ffee",
         "/s",
         pids_limit=512,
+        memory=1 << 30,
+        network="deis-builds-x",
     )
     assert argv == [
         "docker", "run", "--rm", "--pull", "never", "--name", "deis-build-app-1",
         "--label", "io.deis.platform=/s", "--label", "io.deis.build=deis-build-app-1",
+        "--memory", f"{1 << 30}b", "--network", "deis-builds-x",
         # the driver as root with only the capabilities to become the build user, which runs the buildpacks
         "--user", "0:0", "--cap-drop", "ALL", "--cap-add", "SETUID", "--cap-add", "SETGID",
         "--security-opt", "no-new-privileges", "--pids-limit", "512",

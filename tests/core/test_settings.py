@@ -190,3 +190,16 @@ def test_the_build_user_is_never_root(tmp_path: Path) -> None:
     for bad in ("0", "-1"):
         with pytest.raises(ValueError, match="build_uid must be an unprivileged user's number"):
             Settings.from_dict(tmp_path, {"build_uid": bad})
+
+
+def test_build_limits_from_up(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path, build_ca_bundle=None)
+    assert (s.build_memory, s.build_pids_limit) == (2 << 30, 1024)
+    apply_build_options(s, _args(build_memory="3g", build_pids=2048))
+    assert (s.build_memory, s.build_pids_limit) == (3 << 30, 2048)
+    for bad in ({"build_memory": "1m"}, {"build_memory": "lots"}, {"build_pids": 1}):
+        with pytest.raises(ValidationError):
+            apply_build_options(s, _args(**bad))
+    assert (s.build_memory, s.build_pids_limit) == (3 << 30, 2048)
+    s.save()
+    assert Settings.load(tmp_path).build_memory == 3 << 30

@@ -163,5 +163,111 @@ def test_the_build_container_is_confined(platform: Harness, mallory: Key, tmp_pa
     added = sorted(c.removeprefix("CAP_") for c in host["CapAdd"])
     assert host["CapDrop"] == ["ALL"] and added == ["SETGID", "SETUID"]
     assert host["SecurityOpt"] == ["no-new-privileges"]
-    assert host["PidsLimit"] == platform.settings.default_pids_limit
+    assert host["PidsLimit"] == platform.settings.build_pids_limit
+    assert host["Memory"] == platform.settings.build_memory
     assert found[0].attrs["Config"]["User"] == "0:0"
+
+
+# -- the build network and the build's limits (issue 17: builds' network and limits) -------------
+
+PROBE = """#!/bin/sh
+python3 - <<'PY'
+import socket, struct
+gateway = "?"
+for line in open("/proc/net/route").read().splitlines()[1:]:
+    words = line.split()
+    if words[1] == "00000000":
+        gateway = socket.inet_ntoa(struct.pack("<L", int(words[2], 16)))
+for name, addr, port in [TARGETS] + [("gateway-router", gateway, ROUTER_PORT)]:
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((addr, port))
+        said = "connected"
+    except ConnectionRefusedError:
+        said = "refused"
+    except OSError as exc:
+        said = type(exc).__name__
+    print(f"-----> probe {name} {addr}:{port} {said}", flush=True)
+PY
+"""
+
+
+def test_a_buildpack_reaches_no_platform_endpoint_and_no_other_app(
+    platform: Harness, mallory: Key, tmp_path: Path
+) -> None:
+    """bin/compile on docker's default bridge reached the host through its gateway (the router, SSH)
+    and the host's other addresses; on the build network each connection is refused at once."""
+    victim = unique("bpvictim")
+    assert platform.ssh(mallory, "apps:create", victim).returncode == 0
+    r = platform.push(platform.checkout("bp-static", victim), mallory)
+    assert r.returncode == 0, r.stderr
+    c = docker.from_env().containers.get(platform.containers(victim)[0])
+    ip = next(n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values() if n["IPAddress"])
+    port = int(next(e.split("=", 1)[1] for e in c.attrs["Config"]["Env"] if e.startswith("PORT=")))
+    s = platform.settings
+    targets = [
+        ("etcd", "172.17.0.1", s.etcd_port),
+        ("registry", "172.17.0.1", s.registry_port),
+        ("ssh", "172.17.0.1", s.ssh_port),
+        ("router", "172.17.0.1", s.http_port),
+        ("app", ip, port),
+    ]
+    probe = PROBE.replace("[TARGETS]", repr(targets)).replace("ROUTER_PORT", str(s.http_port))
+    _app, work = hostile_app(platform, mallory, buildpack(tmp_path, probe), "bpnet")
+    r = platform.push(work, mallory)
+    assert r.returncode == 0, r.stderr
+    said = [line.rstrip() for line in r.stderr.splitlines() if "-----> probe " in line]
+    assert len(said) == len(targets) + 1, r.stderr
+    for line in said:
+        assert line.endswith(" refused"), line
+    assert platform.get(victim, "/")[0] == 200  # the victim still serves, through the router
+
+
+def test_a_fork_bomb_in_bin_compile_is_bounded_and_named(
+    platform: Harness, mallory: Key, tmp_path: Path
+) -> None:
+    compile_sh = """#!/bin/bash
+sleep 8 &
+s=$!
+bomb() { bomb | bomb & }
+bomb
+wait $s
+exit 1
+"""
+    _app, work = hostile_app(platform, mallory, buildpack(tmp_path, compile_sh), "bpbomb")
+    other = unique("bpother")
+    assert platform.ssh(mallory, "apps:create", other).returncode == 0
+    other_work = platform.checkout("bp-static", other)
+    started = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        bomb = pool.submit(platform.push, work, mallory)
+        time.sleep(2)  # the bomb is at its limit by now
+        r = platform.push(other_work, mallory)  # another app still builds and deploys meanwhile
+        assert r.returncode == 0, r.stderr
+        assert platform.ssh(mallory, "apps:list").returncode == 0
+        r = bomb.result()
+    assert time.monotonic() - started < 120  # not the build's time limit: its stragglers were killed
+    assert r.returncode != 0
+    limit = platform.settings.build_pids_limit
+    line = f"bin/compile ran out of processes: a build may run {limit} at once (build_pids_limit)"
+    assert line in r.stderr, r.stderr
+    assert platform.get(other, "/")[0] == 200
+
+
+def test_bin_compile_beyond_the_memory_limit_is_killed_and_named(
+    platform: Harness, mallory: Key, tmp_path: Path
+) -> None:
+    compile_sh = """#!/bin/sh
+echo "-----> allocating"
+python3 -c '
+chunks = []
+while True:
+    chunks.append(b"x" * (64 << 20))
+'
+"""
+    _app, work = hostile_app(platform, mallory, buildpack(tmp_path, compile_sh), "bpmem")
+    r = platform.push(work, mallory)
+    assert r.returncode != 0
+    mib = platform.settings.build_memory >> 20
+    assert f"bin/compile ran out of memory: a build may use {mib} MiB (build_memory)" in r.stderr, r.stderr

@@ -340,3 +340,42 @@ def test_a_hang_up_stops_the_build_at_once(platform: Harness, admin: Key, app_na
     platform.commit_change(work, "Dockerfile", f"FROM deis/stack:bookworm\n{SERVE}")
     r = platform.push(work, admin)  # the app's lock and the build network were given back
     assert r.returncode == 0, r.stderr
+
+
+FORKS = """import os, time
+kids = []
+try:
+    while len(kids) < 5000:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        kids.append(pid)
+except OSError as exc:
+    print("forks stopped at", len(kids), exc.errno, flush=True)
+for kid in kids:
+    os.kill(kid, 9)
+"""
+
+
+def test_run_steps_are_held_to_the_build_pids_limit(platform: Harness, admin: Key, app_name: str) -> None:
+    dockerfile = "FROM deis/stack:bookworm\nCOPY forks.py /forks.py\nRUN python3 /forks.py\n" + SERVE
+    work = app_tree(platform, app_name, dockerfile, {"forks.py": FORKS})
+    r = platform.push(work, admin)
+    assert r.returncode == 0, r.stderr
+    said = [
+        ln.split("forks stopped at ", 1)[1].split()
+        for ln in r.stderr.splitlines()
+        if "forks stopped at" in ln
+    ]
+    assert said, r.stderr
+    count, errno = int(said[0][0]), int(said[0][1])
+    assert errno == 11 and 900 < count < platform.settings.build_pids_limit  # EAGAIN, at the limit
+
+
+def test_a_run_step_beyond_the_memory_limit_is_killed(platform: Harness, admin: Key, app_name: str) -> None:
+    hog = "chunks = []\nwhile True:\n    chunks.append(b'x' * (64 << 20))\n"
+    dockerfile = "FROM deis/stack:bookworm\nCOPY hog.py /hog.py\nRUN python3 /hog.py\n" + SERVE
+    r = platform.push(app_tree(platform, app_name, dockerfile, {"hog.py": hog}), admin)
+    assert r.returncode != 0
+    assert "exit status 137" in last_errors(r.stderr)[-2], r.stderr  # SIGKILL: the OOM killer's
