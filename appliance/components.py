@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import processes, services
+from builders import buildnet
 from builders.components import ROUTER_IMAGE, SERVICES_IMAGE
 from core import proc
 from core.errors import ServiceError
@@ -168,6 +169,7 @@ def down(settings: Settings, out: Output, engine: bool = True) -> None:
     loose processes are looked for."""
     if engine:
         services.stop_component(container_name(settings, "router"), out)
+        buildnet.remove_bridge(str(settings.state_dir))
     Router(settings).stop()  # an nginx an earlier platform started on the host, if any
     for legacy in reversed(services.services(settings)):
         if engine:

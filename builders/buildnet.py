@@ -386,6 +386,16 @@ def forget_bridge(name: str, listing: str | None = None) -> None:
         _run(argv)
 
 
+def remove_bridge(platform: str) -> None:
+    """The platform's build network and its rules gone (`down`: no build runs then). A build still
+    attached keeps the network; its rules stay with it, and the next `ensure_bridge` reuses both."""
+    bridge = Bridge(platform)
+    with _bridge_lock:
+        r = _run(dockercli.network_rm(bridge.name))
+        if r.returncode == 0 or "not found" in r.stderr:
+            forget_bridge(bridge.name)
+
+
 def _environment() -> tuple[list[str], list[str], str]:
     dns = nameservers(Path("/etc/resolv.conf").read_text() if Path("/etc/resolv.conf").exists() else "")
     host_nets = host_networks(_check([IP, "-4", "-o", "addr", "show"]))

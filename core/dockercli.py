@@ -143,3 +143,7 @@ def network_create(name: str, options: Mapping[str, str], labels: Mapping[str, s
     for key, value in labels.items():
         argv += ["--label", f"{key}={value}"]
     return [*argv, name]
+
+
+def network_rm(name: str) -> list[str]:
+    return [DOCKER, "network", "rm", name]

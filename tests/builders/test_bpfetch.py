@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import bpfetch, buildenv, stacks
+from builders import bpfetch, buildenv, buildnet, stacks
 from core.errors import BuildError, ValidationError
 from core.output import Output
 from core.settings import Settings
@@ -107,6 +107,13 @@ def test_a_clone_runs_as_the_build_user_in_a_container(tmp_path: Path) -> None:
     )
     (tmp_path / "work").mkdir()
     dest = tmp_path / "work" / "buildpack-00"
+    try:
+        clone_at_a_tag(s, repo, tmp_path, dest)
+    finally:  # the clone made this throwaway platform's build network
+        buildnet.remove_bridge(str(s.state_dir))
+
+
+def clone_at_a_tag(s: Settings, repo: Path, tmp_path: Path, dest: Path) -> None:
     got = bpfetch.fetch(s, "bp", f"file://{repo}", "v1", dest, Output(open("/dev/null", "w")))  # noqa: SIM115
     assert got == dest
     assert (dest / "bin" / "detect").read_text() == "#!/bin/sh\necho v1\n"

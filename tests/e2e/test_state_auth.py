@@ -67,7 +67,7 @@ def gateway_addresses() -> list[str]:
 
 @pytest.fixture(scope="module")
 def mallory(platform: Harness) -> Key:
-    return platform.add_user("mallory")
+    return platform.add_user("mallory-state")  # one name per module: the platform is the session's
 
 
 @pytest.fixture(scope="module")
