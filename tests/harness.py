@@ -190,6 +190,7 @@ class Harness:
         r = subprocess.run(
             argv + (["--admin"] if admin else []),
             input=key.public,
+            check=False,
             text=True,
             capture_output=True,
         )
