@@ -38,6 +38,7 @@ from pathlib import Path
 
 from builders import buildah, buildcg, buildnet, dockerfile, engine, image, source
 from builders.buildah import Store
+from core import regauth
 from core.errors import BuildError, ServiceError
 from core.output import Output
 from core.settings import Settings
@@ -65,6 +66,10 @@ _NAME = re.compile(rf"^{_PART}(?::[0-9]+)?(?:/{_PART})*$")
 
 def home(settings: Settings) -> Path:
     return settings.state_dir / "buildah"
+
+
+def registry_access(settings: Settings) -> buildah.RegistryAccess:
+    return buildah.RegistryAccess(regauth.authfile_path(settings.tls_dir), regauth.ca_dir(settings.tls_dir))
 
 
 def base_store(settings: Settings) -> Store:
@@ -256,8 +261,8 @@ def import_bases(settings: Settings, refs: list[BaseRef], out: Output) -> dict[s
                 continue
             out.detail(f"Importing base image {ref.engine_name} ({image_id.removeprefix('sha256:')[:12]})")
             target = registry_name(settings.registry, ref, image_id)
-            engine.publish(ref.engine_name, target)
-            _run(buildah.pull(shared, target), f"importing {ref.engine_name}")
+            engine.publish(ref.engine_name, target, settings.registry_auth().auth_config())
+            _run(buildah.pull(shared, target, registry_access(settings)), f"importing {ref.engine_name}")
             _run(buildah.tag(shared, target, ref.store_name), f"importing {ref.engine_name}")
             _remember_base(settings, known, ref.store_name, image_id)
     return ids
@@ -401,7 +406,7 @@ def reuse(settings: Settings, app: str, key: str) -> tuple[str, int | None] | No
     if not isinstance(last, dict) or last.get("key") != key:
         return None
     try:
-        image.image_config(image.parse_reference(settings, str(last["image"])))
+        image.image_config(settings, image.parse_reference(settings, str(last["image"])))
     except Exception:
         return None
     return str(last["image"]), last.get("port")
@@ -471,10 +476,11 @@ def _build_and_push(settings: Settings, app: str, tag: str, prep: Prepared, out:
     out.detail(f"built in {time.monotonic() - started:.1f}s")
     out.step(f"Pushing image to {settings.registry}")
     started = time.monotonic()
-    _run(buildah.push(store, LOCAL_NAME, tag), f"pushing {tag} to the registry")
+    _run(buildah.push(store, LOCAL_NAME, tag, registry_access(settings)), f"pushing {tag} to the registry")
     out.detail(f"{tag} pushed in {time.monotonic() - started:.1f}s")
-    engine.prefetch(tag)  # into the engine while the release is cut: the rollout starts it next
-    return image.exposed_port(image.image_config(image.parse_reference(settings, tag)))
+    # Into the engine while the release is cut: the rollout starts it next.
+    engine.prefetch(tag, settings.registry_auth().auth_config())
+    return image.exposed_port(image.image_config(settings, image.parse_reference(settings, tag)))
 
 
 def purge_cache(settings: Settings, app: str) -> int:

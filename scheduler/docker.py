@@ -28,7 +28,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import docker
@@ -229,8 +229,16 @@ def port_listening(pid: int, port: int) -> bool:
 class DockerBackend(Backend):
     name: ClassVar[str] = "docker"
 
-    def __init__(self, platform: str, client: docker.DockerClient | None = None, home: str = "") -> None:
+    def __init__(
+        self,
+        platform: str,
+        client: docker.DockerClient | None = None,
+        home: str = "",
+        registry_auth: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
         self.platform = platform
+        # The platform registry's credentials for a pull (asked each time: `up` may have made them).
+        self.registry_auth = registry_auth
         self.home = home or platform  # HOME of one-offs' docker CLI (its config lives there)
         self._client = client
         self._lock = threading.Lock()
@@ -469,7 +477,8 @@ class DockerBackend(Backend):
         try:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
-            self.client.images.pull(image)  # splits repo:tag and repo@digest alike
+            auth = self.registry_auth() if self.registry_auth is not None else None
+            self.client.images.pull(image, auth_config=auth)  # splits repo:tag and repo@digest alike
 
     def _ours(self, app: str | None, name: str | None = None) -> list[Container]:
         filters: dict[str, Any] = {"label": [f"{LABEL_PLATFORM}={self.platform}"]}
