@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import regauth
+
 BUILDAH = "buildah"
 NSENTER = "nsenter"
 
@@ -74,6 +76,10 @@ class RegistryAccess:
 
     authfile: Path
     cert_dir: Path
+
+    @classmethod
+    def of(cls, tls_dir: Path) -> RegistryAccess:
+        return cls(regauth.authfile_path(tls_dir), regauth.ca_dir(tls_dir))
 
     def flags(self) -> list[str]:
         return ["--authfile", str(self.authfile), "--cert-dir", str(self.cert_dir), "--tls-verify=true"]

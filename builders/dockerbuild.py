@@ -20,7 +20,6 @@ as `--build-arg`, values through buildah's environment, never argv) and `DOCKER_
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import hashlib
 import json
@@ -36,9 +35,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders import buildah, buildcg, buildnet, dockerfile, engine, image, source
+from builders import buildah, buildcg, buildfs, buildnet, dockerfile, engine, image, source
 from builders.buildah import Store
-from core import regauth
 from core.errors import BuildError, ServiceError
 from core.output import Output
 from core.settings import Settings
@@ -66,10 +64,6 @@ _NAME = re.compile(rf"^{_PART}(?::[0-9]+)?(?:/{_PART})*$")
 
 def home(settings: Settings) -> Path:
     return settings.state_dir / "buildah"
-
-
-def registry_access(settings: Settings) -> buildah.RegistryAccess:
-    return buildah.RegistryAccess(regauth.authfile_path(settings.tls_dir), regauth.ca_dir(settings.tls_dir))
 
 
 def base_store(settings: Settings) -> Store:
@@ -217,28 +211,10 @@ def extract(src: source.Source, dest: Path) -> str:
                 data = tar.extractfile(member) if member.isfile() else None
                 while data is not None and (chunk := data.read(1 << 20)):
                     digest.update(chunk)
-                _extract_member(tar, member, dest)
+                buildfs.safe_extract(tar, member, dest)
     finally:
         tarpath.unlink(missing_ok=True)
     return digest.hexdigest()
-
-
-def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
-    """`extract(..., filter="tar")`; on a Python without extraction filters (before 3.11.4: Debian
-    12's, which the appliance's image runs) the same checks by hand: no member lands outside `dest`,
-    and none keeps setuid, setgid, sticky or group/other write bits."""
-    if hasattr(tarfile, "tar_filter"):
-        tar.extract(member, dest, filter="tar")
-        return
-    name = member.name.lstrip("/" + os.sep)
-    root = os.path.realpath(dest)
-    if os.path.isabs(name) or os.path.commonpath([os.path.realpath(os.path.join(root, name)), root]) != root:
-        raise BuildError(f"the build context holds {member.name!r}, which lies outside it")
-    safe = copy.copy(member)
-    safe.name = name
-    if not (member.issym() or member.islnk()):
-        safe.mode = member.mode & 0o755
-    tar.extract(safe, dest, set_attrs=not member.issym())
 
 
 def import_bases(settings: Settings, refs: list[BaseRef], out: Output) -> dict[str, str]:
@@ -262,7 +238,10 @@ def import_bases(settings: Settings, refs: list[BaseRef], out: Output) -> dict[s
             out.detail(f"Importing base image {ref.engine_name} ({image_id.removeprefix('sha256:')[:12]})")
             target = registry_name(settings.registry, ref, image_id)
             engine.publish(ref.engine_name, target, settings.registry_auth().auth_config())
-            _run(buildah.pull(shared, target, registry_access(settings)), f"importing {ref.engine_name}")
+            _run(
+                buildah.pull(shared, target, buildah.RegistryAccess.of(settings.tls_dir)),
+                f"importing {ref.engine_name}",
+            )
             _run(buildah.tag(shared, target, ref.store_name), f"importing {ref.engine_name}")
             _remember_base(settings, known, ref.store_name, image_id)
     return ids
@@ -476,10 +455,12 @@ def _build_and_push(settings: Settings, app: str, tag: str, prep: Prepared, out:
     out.detail(f"built in {time.monotonic() - started:.1f}s")
     out.step(f"Pushing image to {settings.registry}")
     started = time.monotonic()
-    _run(buildah.push(store, LOCAL_NAME, tag, registry_access(settings)), f"pushing {tag} to the registry")
+    _run(
+        buildah.push(store, LOCAL_NAME, tag, buildah.RegistryAccess.of(settings.tls_dir)),
+        f"pushing {tag} to the registry",
+    )
     out.detail(f"{tag} pushed in {time.monotonic() - started:.1f}s")
-    # Into the engine while the release is cut: the rollout starts it next.
-    engine.prefetch(tag, settings.registry_auth().auth_config())
+    engine.prefetch(tag, settings.registry_auth().auth_config())  # the rollout starts it next
     return image.exposed_port(image.image_config(settings, image.parse_reference(settings, tag)))
 
 
