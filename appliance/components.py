@@ -105,8 +105,12 @@ def etcd_kwargs(settings: Settings, image_id: str = "") -> dict[str, Any]:
 
 def registry_kwargs(settings: Settings, image_id: str = "") -> dict[str, Any]:
     root = str(services.registry_dir(settings))
+    tls = str(settings.tls_dir)
     kw = _base(settings, "registry", SERVICES_IMAGE, services.registry_argv(settings))
-    kw["volumes"] = {root: {"bind": root, "mode": "rw"}}
+    kw["volumes"] = {root: {"bind": root, "mode": "rw"}, tls: {"bind": tls, "mode": "ro"}}
+    # It reads its config file once, at its start: another config makes another spec (a restart).
+    config = hashlib.sha256(services.registry_config(settings).encode()).hexdigest()[:16]
+    kw["environment"] = {"DEIS_CONFIG_DIGEST": config}
     return _with_spec(kw, "registry", settings, image_id)
 
 
@@ -210,7 +214,7 @@ def start_etcd(settings: Settings, out: Output) -> None:
 
 
 def start_registry(settings: Settings, out: Output) -> None:
-    services.write_registry_config(settings)
+    services.prepare_registry(settings)
     kw = registry_kwargs(settings, services.image_id(SERVICES_IMAGE))
     _start(settings, services.registry_service(settings), kw, out)
 

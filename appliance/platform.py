@@ -52,7 +52,10 @@ class Platform:
         with self._lock:
             if self._backend is None:
                 name = platform_config.scheduler(self.store)
-                self._backend = scheduler.create(name, platform=str(self.settings.state_dir))
+                auth = self.settings.registry_auth
+                self._backend = scheduler.create(
+                    name, platform=str(self.settings.state_dir), registry_auth=lambda: auth().auth_config()
+                )
             return self._backend
 
     @property

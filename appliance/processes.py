@@ -38,8 +38,11 @@ from core.settings import Settings
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_ok(url: str, timeout: float = 1.0, tls: ssl.SSLContext | None = None) -> bool:
-    """True when a GET of a loopback URL answers 200 (https: with `tls`, e.g. a client certificate)."""
+def http_ok(
+    url: str, timeout: float = 1.0, tls: ssl.SSLContext | None = None, headers: dict[str, str] | None = None
+) -> bool:
+    """True when a GET of a loopback URL answers 200 (https: with `tls`, e.g. a client certificate;
+    `headers`, e.g. credentials)."""
     if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise ValueError(f"readiness probes stay on loopback, not {url}")
     opener = (
@@ -50,7 +53,7 @@ def http_ok(url: str, timeout: float = 1.0, tls: ssl.SSLContext | None = None) -
         )
     )
     try:
-        with opener.open(url, timeout=timeout) as resp:
+        with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False

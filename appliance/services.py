@@ -29,7 +29,7 @@ from typing import Any
 from appliance.processes import Service, http_ok, read_pid, start, stop
 from builders import components as builders_components
 from builders import stacks
-from core import pki
+from core import pki, regauth
 from core.errors import ServiceError
 from core.output import Output
 from core.proc import POLL_INTERVAL, alive, runs
@@ -102,8 +102,11 @@ def registry_config_path(settings: Settings) -> Path:
 
 
 def registry_config(settings: Settings) -> str:
-    """The registry's config.yml. Paths are written as double-quoted scalars (JSON strings are valid YAML)."""
-    data_dir = json.dumps(str(registry_dir(settings) / "data"))
+    """The registry's config.yml: https only, every request with the platform's password (core.regauth).
+    Paths are written as double-quoted scalars (JSON strings are valid YAML)."""
+    q, tls = json.dumps, settings.tls_dir
+    data_dir = q(str(registry_dir(settings) / "data"))
+    crt, key = (str(p) for p in pki.server_paths(tls, "registry"))
     return (
         "version: 0.1\n"
         "log:\n"
@@ -116,8 +119,15 @@ def registry_config(settings: Settings) -> str:
         f"    rootdirectory: {data_dir}\n"
         "  delete:\n"
         "    enabled: true\n"
+        "auth:\n"
+        "  htpasswd:\n"
+        "    realm: deis-registry\n"
+        f"    path: {q(str(regauth.htpasswd_path(tls)))}\n"
         "http:\n"
         f"  addr: 127.0.0.1:{settings.registry_port}\n"
+        "  tls:\n"
+        f"    certificate: {q(crt)}\n"
+        f"    key: {q(key)}\n"
     )
 
 
@@ -196,7 +206,30 @@ def etcd_service(settings: Settings) -> Service:
 
 
 def ensure_pki(settings: Settings) -> None:
+    """The certificates and the registry's credentials, made once (existing ones are kept)."""
     pki.ensure(settings.tls_dir)
+    regauth.ensure(settings.tls_dir, settings.registry, pki.ca_path(settings.tls_dir))
+
+
+def registry_ready(settings: Settings) -> bool:
+    """The registry answers over TLS, to the platform's credentials (false while they are not made)."""
+    try:
+        auth = settings.registry_auth()
+        ctx = ssl.create_default_context(cafile=str(pki.ca_path(settings.tls_dir)))
+    except (ServiceError, OSError):
+        return False
+    return http_ok(f"{settings.registry_url}/v2/", tls=ctx, headers={"Authorization": auth.header()})
+
+
+def registry_answers_plain(settings: Settings) -> bool:
+    """An earlier platform's registry (plain http, no authentication) answers on its port."""
+    return http_ok(f"http://127.0.0.1:{settings.registry_port}/v2/")
+
+
+def prepare_registry(settings: Settings) -> None:
+    """What the registry reads at its start: its certificate, the credentials, its config file."""
+    ensure_pki(settings)
+    write_registry_config(settings)
 
 
 def write_registry_config(settings: Settings) -> None:
@@ -211,10 +244,11 @@ def registry_service(settings: Settings) -> Service:
     return Service(
         name="registry",
         argv=registry_argv(settings),
-        ready=lambda: http_ok(f"http://127.0.0.1:{settings.registry_port}/v2/"),
+        ready=lambda: registry_ready(settings),
+        answers=lambda: registry_ready(settings) or registry_answers_plain(settings),
         address=f"127.0.0.1:{settings.registry_port}",
         package="docker-registry",
-        setup=lambda: write_registry_config(settings),
+        setup=lambda: prepare_registry(settings),
     )
 
 

@@ -69,7 +69,7 @@ def cached_build(tree: Path, tag: str) -> float:
 
 
 def container_to_healthy(image: str) -> float:
-    from scheduler.docker import port_listening
+    from scheduler.health import port_listening
 
     client = docker.from_env()
     start = time.monotonic()

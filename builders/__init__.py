@@ -89,7 +89,7 @@ def purge_cache(settings: Settings, app: str) -> int:
 def push_image(settings: Settings, tag: str, out: Output) -> None:
     out.step(f"Pushing image to {settings.registry}")
     started = time.monotonic()
-    engine.push(tag)
+    engine.push(tag, settings.registry_auth().auth_config())
     out.detail(f"{tag} pushed in {time.monotonic() - started:.1f}s")
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import regauth
+
 BUILDAH = "buildah"
 NSENTER = "nsenter"
 
@@ -67,22 +69,29 @@ def in_netns(netns: Path, argv: Sequence[str]) -> list[str]:
     return [NSENTER, f"--net={netns}", "--", *argv]
 
 
-def push(store: Store, image: str, dest: str) -> list[str]:
-    """Push to a registry on the host's loopback (plain HTTP) as a docker v2 schema 2 image."""
-    return [
-        *base(store),
-        "push",
-        "--quiet",
-        "--tls-verify=false",
-        "--format",
-        "v2s2",
-        image,
-        f"docker://{dest}",
-    ]
+@dataclass(frozen=True)
+class RegistryAccess:
+    """How buildah reaches the platform registry: docker's auth file (never credentials in argv, which
+    any local user reads in /proc) and a directory holding only the CA it verifies the registry by."""
+
+    authfile: Path
+    cert_dir: Path
+
+    @classmethod
+    def of(cls, tls_dir: Path) -> RegistryAccess:
+        return cls(regauth.authfile_path(tls_dir), regauth.ca_dir(tls_dir))
+
+    def flags(self) -> list[str]:
+        return ["--authfile", str(self.authfile), "--cert-dir", str(self.cert_dir), "--tls-verify=true"]
 
 
-def pull(store: Store, ref: str) -> list[str]:
-    return [*base(store), "pull", "--quiet", "--tls-verify=false", f"docker://{ref}"]
+def push(store: Store, image: str, dest: str, access: RegistryAccess) -> list[str]:
+    """Push to the platform registry as a docker v2 schema 2 image."""
+    return [*base(store), "push", "--quiet", *access.flags(), "--format", "v2s2", image, f"docker://{dest}"]
+
+
+def pull(store: Store, ref: str, access: RegistryAccess) -> list[str]:
+    return [*base(store), "pull", "--quiet", *access.flags(), f"docker://{ref}"]
 
 
 def tag(store: Store, image: str, name: str) -> list[str]:

@@ -20,7 +20,6 @@ as `--build-arg`, values through buildah's environment, never argv) and `DOCKER_
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import hashlib
 import json
@@ -36,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders import buildah, buildcg, buildnet, dockerfile, engine, image, source
+from builders import buildah, buildcg, buildfs, buildnet, dockerfile, engine, image, source
 from builders.buildah import Store
 from core.errors import BuildError, ServiceError
 from core.output import Output
@@ -212,28 +211,10 @@ def extract(src: source.Source, dest: Path) -> str:
                 data = tar.extractfile(member) if member.isfile() else None
                 while data is not None and (chunk := data.read(1 << 20)):
                     digest.update(chunk)
-                _extract_member(tar, member, dest)
+                buildfs.safe_extract(tar, member, dest)
     finally:
         tarpath.unlink(missing_ok=True)
     return digest.hexdigest()
-
-
-def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
-    """`extract(..., filter="tar")`; on a Python without extraction filters (before 3.11.4: Debian
-    12's, which the appliance's image runs) the same checks by hand: no member lands outside `dest`,
-    and none keeps setuid, setgid, sticky or group/other write bits."""
-    if hasattr(tarfile, "tar_filter"):
-        tar.extract(member, dest, filter="tar")
-        return
-    name = member.name.lstrip("/" + os.sep)
-    root = os.path.realpath(dest)
-    if os.path.isabs(name) or os.path.commonpath([os.path.realpath(os.path.join(root, name)), root]) != root:
-        raise BuildError(f"the build context holds {member.name!r}, which lies outside it")
-    safe = copy.copy(member)
-    safe.name = name
-    if not (member.issym() or member.islnk()):
-        safe.mode = member.mode & 0o755
-    tar.extract(safe, dest, set_attrs=not member.issym())
 
 
 def import_bases(settings: Settings, refs: list[BaseRef], out: Output) -> dict[str, str]:
@@ -256,8 +237,11 @@ def import_bases(settings: Settings, refs: list[BaseRef], out: Output) -> dict[s
                 continue
             out.detail(f"Importing base image {ref.engine_name} ({image_id.removeprefix('sha256:')[:12]})")
             target = registry_name(settings.registry, ref, image_id)
-            engine.publish(ref.engine_name, target)
-            _run(buildah.pull(shared, target), f"importing {ref.engine_name}")
+            engine.publish(ref.engine_name, target, settings.registry_auth().auth_config())
+            _run(
+                buildah.pull(shared, target, buildah.RegistryAccess.of(settings.tls_dir)),
+                f"importing {ref.engine_name}",
+            )
             _run(buildah.tag(shared, target, ref.store_name), f"importing {ref.engine_name}")
             _remember_base(settings, known, ref.store_name, image_id)
     return ids
@@ -401,7 +385,7 @@ def reuse(settings: Settings, app: str, key: str) -> tuple[str, int | None] | No
     if not isinstance(last, dict) or last.get("key") != key:
         return None
     try:
-        image.image_config(image.parse_reference(settings, str(last["image"])))
+        image.image_config(settings, image.parse_reference(settings, str(last["image"])))
     except Exception:
         return None
     return str(last["image"]), last.get("port")
@@ -471,10 +455,13 @@ def _build_and_push(settings: Settings, app: str, tag: str, prep: Prepared, out:
     out.detail(f"built in {time.monotonic() - started:.1f}s")
     out.step(f"Pushing image to {settings.registry}")
     started = time.monotonic()
-    _run(buildah.push(store, LOCAL_NAME, tag), f"pushing {tag} to the registry")
+    _run(
+        buildah.push(store, LOCAL_NAME, tag, buildah.RegistryAccess.of(settings.tls_dir)),
+        f"pushing {tag} to the registry",
+    )
     out.detail(f"{tag} pushed in {time.monotonic() - started:.1f}s")
-    engine.prefetch(tag)  # into the engine while the release is cut: the rollout starts it next
-    return image.exposed_port(image.image_config(image.parse_reference(settings, tag)))
+    engine.prefetch(tag, settings.registry_auth().auth_config())  # the rollout starts it next
+    return image.exposed_port(image.image_config(settings, image.parse_reference(settings, tag)))
 
 
 def purge_cache(settings: Settings, app: str) -> int:

@@ -85,10 +85,11 @@ def exposed_port(tag: str) -> int | None:
     return int(ports[0].split("/")[0]) if len(ports) == 1 else None
 
 
-def push(tag: str) -> None:
+def push(tag: str, auth: dict[str, str]) -> None:
+    """Push `tag` to the platform registry with its credentials (`Settings.registry_auth`)."""
     repo, _, version = tag.rpartition(":")
     try:
-        for chunk in client().api.push(repo, tag=version, stream=True, decode=True):
+        for chunk in client().api.push(repo, tag=version, stream=True, decode=True, auth_config=auth):
             if "error" in chunk:
                 raise ServiceError(f"pushing {tag} to the registry failed: {chunk['error']}")
     except docker.errors.APIError as exc:
@@ -104,11 +105,11 @@ def local_image_id(name: str) -> str | None:
     return str(attrs["Id"])
 
 
-def publish(image: str, target: str) -> None:
+def publish(image: str, target: str, auth: dict[str, str]) -> None:
     """Tag the local `image` as `target` (in the platform registry) and push it, unless it is there."""
     repo, _, tag = target.rpartition(":")
     try:
-        client().api.inspect_distribution(target)
+        client().api.inspect_distribution(target, auth_config=auth)
         return
     except docker.errors.APIError:
         pass
@@ -116,22 +117,22 @@ def publish(image: str, target: str) -> None:
         client().api.tag(image, repo, tag)
     except docker.errors.APIError as exc:
         raise ServiceError(f"cannot tag {image} as {target}: {exc.explanation or exc}") from exc
-    push(target)
+    push(target, auth)
 
 
-def prefetch(tag: str) -> None:
+def prefetch(tag: str, auth: dict[str, str]) -> None:
     """Start pulling `tag` from the registry into the engine in the background (the scheduler pulls
     it anyway to start it; the engine joins a pull of the same image already under way)."""
 
     def pull() -> None:
         with contextlib.suppress(Exception):  # the scheduler's own pull reports any failure
             repo, _, version = tag.rpartition(":")
-            client().api.pull(repo, tag=version)
+            client().api.pull(repo, tag=version, auth_config=auth)
 
     threading.Thread(target=pull, name=f"prefetch {tag}", daemon=True).start()
 
 
-def seed_registry(image: str, registry: str) -> bool:
+def seed_registry(image: str, registry: str, auth: dict[str, str]) -> bool:
     """Push a base image (the stack) to the platform registry once, at bring-up.
 
     The engine then mounts its layers into every app's repository instead of uploading them:
@@ -140,12 +141,12 @@ def seed_registry(image: str, registry: str) -> bool:
     target = f"{registry}/{image}"
     repo, _, tag = target.rpartition(":")
     try:
-        client().api.inspect_distribution(target)
+        client().api.inspect_distribution(target, auth_config=auth)
         return False  # already there
     except docker.errors.APIError:
         pass
     client().api.tag(image, repo, tag)
-    push(target)
+    push(target, auth)
     return True
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from builders import registry
 from core.errors import NotFound, ServiceError, ValidationError
 from core.output import Output
 from core.records import Build
@@ -65,39 +64,38 @@ def exposed_port(config_blob: dict[str, Any]) -> int | None:
     return int(ports[0].split("/")[0]) if len(ports) == 1 else None
 
 
-def _get(url: str, accept: str | None = None) -> dict[str, Any]:
-    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return dict(json.loads(resp.read()))
-
-
-def image_config(ref: Reference) -> dict[str, Any]:
-    """The image's config blob, read from the registry; NotFound if the registry lacks the image."""
-    base = f"http://{ref.registry}/v2/{ref.repository}"
+def _get(settings: Settings, ref: Reference, url: str, accept: str | None = None) -> dict[str, Any]:
+    status, _, body = registry.request(settings, "GET", url, accept)
+    if status == 404:
+        raise NotFound(f"image {ref} is not in the platform registry")
+    if status != 200:
+        raise ServiceError(f"the registry answered {status} for {ref}")
     try:
-        manifest = _get(f"{base}/manifests/{ref.reference}", ", ".join(MANIFEST_TYPES))
-        if manifest.get("mediaType") in _LISTS:  # a multi-platform image: take its first entry
-            entries = manifest.get("manifests") or []
-            if not entries:
-                raise NotFound(f"image {ref} has an empty manifest list")
-            manifest = _get(f"{base}/manifests/{entries[0]['digest']}", ", ".join(MANIFEST_TYPES))
-        digest = (manifest.get("config") or {}).get("digest")
-        if not digest:
-            raise ValidationError(f"image {ref} has an old (schema 1) manifest: push it again")
-        return _get(f"{base}/blobs/{digest}")
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise NotFound(f"image {ref} is not in the platform registry") from exc
-        raise ServiceError(f"the registry answered {exc.code} for {ref}") from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ServiceError(f"the registry at {ref.registry} is unreachable: {exc}") from exc
+        return dict(json.loads(body))
+    except ValueError as exc:
+        raise ServiceError(f"the registry gave no JSON for {ref}: {exc}") from exc
+
+
+def image_config(settings: Settings, ref: Reference) -> dict[str, Any]:
+    """The image's config blob, read from the registry; NotFound if the registry lacks the image."""
+    base = f"https://{ref.registry}/v2/{ref.repository}"
+    manifest = _get(settings, ref, f"{base}/manifests/{ref.reference}", ", ".join(MANIFEST_TYPES))
+    if manifest.get("mediaType") in _LISTS:  # a multi-platform image: take its first entry
+        entries = manifest.get("manifests") or []
+        if not entries:
+            raise NotFound(f"image {ref} has an empty manifest list")
+        manifest = _get(settings, ref, f"{base}/manifests/{entries[0]['digest']}", ", ".join(MANIFEST_TYPES))
+    digest = (manifest.get("config") or {}).get("digest")
+    if not digest:
+        raise ValidationError(f"image {ref} has an old (schema 1) manifest: push it again")
+    return _get(settings, ref, f"{base}/blobs/{digest}")
 
 
 def import_image(settings: Settings, image: str, procfile: dict[str, str], by: str, out: Output) -> Build:
     """A Build of an image already in the platform registry; its port from its single EXPOSE."""
     ref = parse_reference(settings, image)
     out.step(f"Importing {ref}")
-    port = exposed_port(image_config(ref)) or DEFAULT_PORT
+    port = exposed_port(image_config(settings, ref)) or DEFAULT_PORT
     out.detail(f"found in the registry; the app listens on port {port}")
     if procfile:
         out.detail(f"Procfile declares types -> {', '.join(sorted(procfile))}")

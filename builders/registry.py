@@ -9,11 +9,14 @@ themselves go at the registry's next `garbage-collect`.
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+from core import pki
 from core.errors import ServiceError
 from core.names import check_app
 from core.settings import Settings
@@ -30,15 +33,15 @@ TIMEOUT = 30.0
 
 
 def tags_url(registry: str, app: str) -> str:
-    return f"http://{registry}/v2/{check_app(app)}/tags/list"
+    return f"https://{registry}/v2/{check_app(app)}/tags/list"
 
 
 def manifest_url(registry: str, app: str, reference: str) -> str:
-    return f"http://{registry}/v2/{check_app(app)}/manifests/{urllib.parse.quote(reference, safe=':')}"
+    return f"https://{registry}/v2/{check_app(app)}/manifests/{urllib.parse.quote(reference, safe=':')}"
 
 
 def blob_url(registry: str, app: str, digest: str) -> str:
-    return f"http://{registry}/v2/{check_app(app)}/blobs/{urllib.parse.quote(digest, safe=':')}"
+    return f"https://{registry}/v2/{check_app(app)}/blobs/{urllib.parse.quote(digest, safe=':')}"
 
 
 def blob_digests(manifest: dict[str, Any]) -> list[str]:
@@ -48,16 +51,45 @@ def blob_digests(manifest: dict[str, Any]) -> list[str]:
     return blobs
 
 
-def _request(method: str, url: str, accept: bool = False) -> tuple[int, dict[str, str], bytes]:
-    headers = {"Accept": ", ".join(MANIFEST_TYPES)} if accept else {}
+_contexts: dict[Path, ssl.SSLContext] = {}
+
+
+def _context(settings: Settings) -> ssl.SSLContext:
+    """Trusting only the platform's CA (made once per CA file: loading it is not free)."""
+    ca = pki.ca_path(settings.tls_dir)
+    if ca not in _contexts:
+        try:
+            _contexts[ca] = ssl.create_default_context(cafile=str(ca))
+        except OSError as exc:
+            raise ServiceError(f"cannot read the platform's CA ({exc.strerror}: {ca}); run as root") from exc
+    return _contexts[ca]
+
+
+def request(
+    settings: Settings, method: str, url: str, accept: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to the platform registry's API, over TLS with the platform's credentials; its
+    status, headers and body (an HTTP error too), or ServiceError when it does not answer."""
+    headers = {"Authorization": settings.registry_auth().header()}
+    if accept:
+        headers["Accept"] = accept
     req = urllib.request.Request(url, method=method, headers=headers)
+    https = urllib.request.HTTPSHandler(context=_context(settings))
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({}), https).open(
+            req, timeout=TIMEOUT
+        ) as resp:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
     except (urllib.error.URLError, OSError) as exc:
         raise ServiceError(f"the registry is unreachable ({method} {url}): {exc}") from exc
+
+
+def _request(
+    settings: Settings, method: str, url: str, accept: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    return request(settings, method, url, ", ".join(MANIFEST_TYPES) if accept else None)
 
 
 def _expect(status: int, ok: tuple[int, ...], what: str, body: bytes) -> None:
@@ -67,7 +99,7 @@ def _expect(status: int, ok: tuple[int, ...], what: str, body: bytes) -> None:
 
 
 def registry_tags(settings: Settings, app: str) -> list[str]:
-    status, _, body = _request("GET", tags_url(settings.registry, app))
+    status, _, body = _request(settings, "GET", tags_url(settings.registry, app))
     if status == 404:  # the app never pushed an image
         return []
     _expect(status, (200,), f"list {app}'s tags", body)
@@ -82,7 +114,9 @@ def delete_repository(settings: Settings, app: str, keep: frozenset[str] = froze
     kept: dict[str, dict[str, Any]] = {}
     tag_digest: dict[str, str] = {}
     for tag in tags:
-        status, headers, body = _request("GET", manifest_url(settings.registry, app, tag), accept=True)
+        status, headers, body = _request(
+            settings, "GET", manifest_url(settings.registry, app, tag), accept=True
+        )
         if status == 404:  # deleted meanwhile with a sibling tag
             continue
         _expect(status, (200,), f"read {app}:{tag}", body)
@@ -98,8 +132,8 @@ def delete_repository(settings: Settings, app: str, keep: frozenset[str] = froze
         for blob in blob_digests(manifest):
             if blob in in_use:
                 continue
-            status, _, body = _request("DELETE", blob_url(settings.registry, app, blob))
+            status, _, body = _request(settings, "DELETE", blob_url(settings.registry, app, blob))
             _expect(status, (202, 404), f"delete blob {blob} of {app}", body)
-        status, _, body = _request("DELETE", manifest_url(settings.registry, app, digest))
+        status, _, body = _request(settings, "DELETE", manifest_url(settings.registry, app, digest))
         _expect(status, (202, 404), f"delete manifest {digest} of {app}", body)
     return [t for t in tags if t not in tag_digest or tag_digest[t] not in kept]

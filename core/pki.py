@@ -1,7 +1,8 @@
-"""The platform's own small PKI: a CA, etcd's server certificate and the one client certificate every
-platform client (appliance, `deis` CLI, tests) presents. etcd asks for a client certificate signed by
-this CA (mutual TLS), so a process that can reach 127.0.0.1:ETCD but cannot read STATE/tls (a build,
-a one-off container, another host user) cannot read or write any key.
+"""The platform's own small PKI: a CA, etcd's and the registry's server certificates and the one client
+certificate every etcd client (appliance, `deis` CLI, tests) presents. etcd asks for a client
+certificate signed by this CA (mutual TLS), so a process that can reach 127.0.0.1:ETCD but cannot read
+STATE/tls (a build, a one-off container, another host user) cannot read or write any key; the registry
+asks for the password of core.regauth.
 
 Made once (`ensure`); files that exist are never regenerated, so a running etcd and its clients keep
 agreeing. The directory is 0700 and the keys 0600, owned by whoever runs `deis up` (root).
@@ -36,8 +37,9 @@ def ca_path(tls_dir: Path) -> Path:
     return tls_dir / "ca.crt"
 
 
-def server_paths(tls_dir: Path) -> tuple[Path, Path]:
-    return tls_dir / "etcd.crt", tls_dir / "etcd.key"
+def server_paths(tls_dir: Path, server: str = "etcd") -> tuple[Path, Path]:
+    """A server's certificate and key: etcd's, or the registry's (`server="registry"`)."""
+    return tls_dir / f"{server}.crt", tls_dir / f"{server}.key"
 
 
 def client_tls(tls_dir: Path) -> EtcdTLS:
@@ -119,7 +121,7 @@ def _issue(
 
 
 def ensure(tls_dir: Path) -> EtcdTLS:
-    """The CA and both certificates under `tls_dir`, made if missing (existing ones are kept)."""
+    """The CA and every certificate under `tls_dir`, made if missing (existing ones are kept)."""
     tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     tls_dir.chmod(0o700)
     ca = (
@@ -127,9 +129,10 @@ def ensure(tls_dir: Path) -> EtcdTLS:
         if ca_path(tls_dir).exists() and (tls_dir / "ca.key").exists()
         else _make_ca(tls_dir)
     )
-    crt, key = server_paths(tls_dir)
-    if not (crt.exists() and key.exists()):
-        _issue(ca, "etcd", True, crt, key)
+    for server in ("etcd", "registry"):  # a platform from before the registry's TLS gets its own here
+        crt, key = server_paths(tls_dir, server)
+        if not (crt.exists() and key.exists()):
+            _issue(ca, server, True, crt, key)
     client = client_tls(tls_dir)
     if not (client.cert.exists() and client.key.exists()):
         _issue(ca, "deis platform", False, client.cert, client.key)

@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import pki
+from core import pki, regauth
+from core.errors import ServiceError
 
 DEFAULT_STATE_DIR = "/var/lib/deis"
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -204,6 +205,19 @@ class Settings:
     @property
     def registry(self) -> str:
         return f"127.0.0.1:{self.registry_port}"
+
+    @property
+    def registry_url(self) -> str:
+        """The registry's API: https (its certificate from core.pki), every request authenticated."""
+        return f"https://{self.registry}"
+
+    def registry_auth(self) -> regauth.RegistryAuth:
+        try:
+            return regauth.load(self.tls_dir)
+        except OSError as exc:
+            raise ServiceError(
+                f"cannot read the registry's credentials ({exc.strerror}: {exc.filename}); run as root"
+            ) from exc
 
     @property
     def etcd_url(self) -> str:

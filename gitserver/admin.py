@@ -184,7 +184,7 @@ def seed_registry(settings: Settings, out: Output) -> None:
 
     for image in (settings.stack_image, stacks.RUNNER_IMAGE):
         started = time.monotonic()
-        if engine.seed_registry(image, settings.registry):
+        if engine.seed_registry(image, settings.registry, settings.registry_auth().auth_config()):
             out.step(f"Seeded the registry with {image} ({time.monotonic() - started:.1f}s)")
     if settings.dockerfile_builder == "buildah" and shutil.which("buildah"):
         # The stack into the Dockerfile builds' base store now, not during an app's first push.

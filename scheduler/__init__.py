@@ -14,6 +14,8 @@ etcd, as Deis v1 kept `schedulerModule`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from core.errors import ValidationError
 from scheduler.base import Backend
 
@@ -21,10 +23,13 @@ from scheduler.base import Backend
 CHOICES = ("docker",)
 
 
-def create(name: str, *, platform: str, home: str = "") -> Backend:
-    """The backend called `name`, for the platform whose containers carry label `platform`."""
+def create(
+    name: str, *, platform: str, home: str = "", registry_auth: Callable[[], dict[str, str]] | None = None
+) -> Backend:
+    """The backend called `name`, for the platform whose containers carry label `platform`;
+    `registry_auth` gives the platform registry's credentials for a pull."""
     if name == "docker":
         from scheduler.docker import DockerBackend
 
-        return DockerBackend(platform, home=home)
+        return DockerBackend(platform, home=home, registry_auth=registry_auth)
     raise ValidationError(f"unknown scheduler {name!r}; choose {' or '.join(CHOICES)}")

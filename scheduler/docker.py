@@ -28,7 +28,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import docker
@@ -39,7 +39,7 @@ from docker.models.containers import Container
 from core import dockercli
 from core.errors import DeployError, ServiceError
 from core.names import ContainerName
-from scheduler import dockerstats, quickack
+from scheduler import dockerstats, health, quickack
 from scheduler.base import Backend, Instance, LogLine, ProcessSpec, Stdio, Usage
 from scheduler.dockerevents import LABEL_APP, DockerEventStream
 
@@ -210,27 +210,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def port_listening(pid: int, port: int) -> bool:
-    """Whether the network namespace of `pid` has a TCP socket listening on `port` (any address)."""
-    for table in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/{pid}/net/{table}") as f:
-                next(f)
-                for line in f:
-                    fields = line.split()
-                    local, st = fields[1], fields[3]
-                    if st == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
-                        return True
-        except FileNotFoundError:
-            continue
-    return False
-
-
 class DockerBackend(Backend):
     name: ClassVar[str] = "docker"
 
-    def __init__(self, platform: str, client: docker.DockerClient | None = None, home: str = "") -> None:
+    Auth = Callable[[], dict[str, str]]  # the platform registry's credentials, asked at each pull
+
+    def __init__(
+        self,
+        platform: str,
+        client: docker.DockerClient | None = None,
+        home: str = "",
+        registry_auth: Auth | None = None,
+    ) -> None:
         self.platform = platform
+        self.registry_auth = registry_auth
         self.home = home or platform  # HOME of one-offs' docker CLI (its config lives there)
         self._client = client
         self._lock = threading.Lock()
@@ -291,7 +284,7 @@ class DockerBackend(Backend):
             pid = self.client.api.inspect_container(instance.id)["State"]["Pid"]
         except docker.errors.NotFound:
             return False
-        return bool(pid) and port_listening(pid, instance.port)
+        return bool(pid) and health.port_listening(pid, instance.port)
 
     def logs(
         self, ref: str, *, tail: int | None = None, follow: bool = False, since: float | None = None
@@ -469,7 +462,8 @@ class DockerBackend(Backend):
         try:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
-            self.client.images.pull(image)  # splits repo:tag and repo@digest alike
+            auth = self.registry_auth and self.registry_auth()
+            self.client.images.pull(image, auth_config=auth)  # splits repo:tag and repo@digest alike
 
     def _ours(self, app: str | None, name: str | None = None) -> list[Container]:
         filters: dict[str, Any] = {"label": [f"{LABEL_PLATFORM}={self.platform}"]}

@@ -181,3 +181,19 @@ def _failure(backend: Backend, instance: Instance, why: str) -> str:
     if tail:
         text += "\nlast lines of its log:\n" + tail
     return text
+
+
+def port_listening(pid: int, port: int) -> bool:
+    """Whether the network namespace of `pid` has a TCP socket listening on `port` (any address)."""
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    local, st = fields[1], fields[3]
+                    if st == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                        return True
+        except FileNotFoundError:
+            continue
+    return False

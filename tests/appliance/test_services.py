@@ -19,9 +19,10 @@ import pytest
 
 from appliance import components, processes, services
 from builders import engine, images
-from core import proc
+from core import proc, regauth
 from core.errors import ServiceError
 from core.output import Output
+from core.regauth import RegistryAuth
 from core.settings import Settings
 
 
@@ -86,8 +87,15 @@ def test_registry_argv_and_config() -> None:
         '    rootdirectory: "/srv/deis/registry/data"\n'
         "  delete:\n"
         "    enabled: true\n"
+        "auth:\n"
+        "  htpasswd:\n"
+        "    realm: deis-registry\n"
+        '    path: "/srv/deis/tls/registry.htpasswd"\n'
         "http:\n"
         "  addr: 127.0.0.1:15000\n"
+        "  tls:\n"
+        '    certificate: "/srv/deis/tls/registry.crt"\n'
+        '    key: "/srv/deis/tls/registry.key"\n'
     )
 
 
@@ -264,7 +272,14 @@ def test_etcd_and_registry_start_idempotently_and_stop(loopback_settings: Settin
     assert not services.etcd_answers_plain(s)
     anonymous = ssl.create_default_context(cafile=str(s.etcd_tls.ca))
     assert not processes.http_ok(f"https://127.0.0.1:{s.etcd_port}/v2/keys", tls=anonymous)
-    assert processes.http_ok(f"http://127.0.0.1:{s.registry_port}/v2/")
+    # The registry: https with the platform's password only.
+    assert services.registry_ready(s) and not services.registry_answers_plain(s)
+    trusting = ssl.create_default_context(cafile=str(s.etcd_tls.ca))
+    assert not processes.http_ok(f"https://127.0.0.1:{s.registry_port}/v2/", tls=trusting)
+    wrong = RegistryAuth(regauth.USER, "guess").header()
+    assert not processes.http_ok(
+        f"https://127.0.0.1:{s.registry_port}/v2/", tls=trusting, headers={"Authorization": wrong}
+    )
 
     # A second start changes nothing.
     for svc in (etcd, registry):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import appliance_image, dockerbuild
+from builders import appliance_image, buildfs
 from core.errors import BuildError
 
 
@@ -73,10 +73,10 @@ def test_context_extraction_keeps_members_inside_and_drops_setuid(
         monkeypatch.delattr(tarfile, "tar_filter", raising=False)
     with _tar(("ok/file", 0o4777)) as tar:
         for member in tar:
-            dockerbuild._extract_member(tar, member, tmp_path)
+            buildfs.safe_extract(tar, member, tmp_path)
     assert (tmp_path / "ok/file").read_bytes() == b"hi"
     assert (tmp_path / "ok/file").stat().st_mode & 0o7777 == 0o755
     with _tar(("../escape", 0o644)) as tar, pytest.raises((BuildError, tarfile.FilterError)):
         for member in tar:
-            dockerbuild._extract_member(tar, member, tmp_path / "inner")
+            buildfs.safe_extract(tar, member, tmp_path / "inner")
     assert not (tmp_path / "escape").exists()

@@ -67,24 +67,22 @@ def test_in_netns_uses_nsenter_not_ip_netns_exec() -> None:
     ]
 
 
-def test_push_pull_and_a_store_without_shared_images() -> None:
+ACCESS = buildah.RegistryAccess(Path("/s/tls/registry-auth.json"), Path("/s/tls/registry-ca"))
+FLAGS = ["--authfile", "/s/tls/registry-auth.json", "--cert-dir", "/s/tls/registry-ca", "--tls-verify=true"]
+
+
+def test_push_and_pull_authenticate_by_file_and_verify_the_registry() -> None:
     shared = Store(Path("/s/base"), Path("/s/run/base"))
-    assert buildah.pull(shared, "r/base/x:1")[-4:] == [
+    assert buildah.pull(shared, "r/base/x:1", ACCESS)[-8:] == [
         "pull",
         "--quiet",
-        "--tls-verify=false",
+        *FLAGS,
         "docker://r/base/x:1",
     ]
-    assert "overlay.imagestore" not in " ".join(buildah.pull(shared, "x"))
-    assert buildah.push(STORE, "r/a:1", "r/a:1")[len(BASE) :] == [
-        "push",
-        "--quiet",
-        "--tls-verify=false",
-        "--format",
-        "v2s2",
-        "r/a:1",
-        "docker://r/a:1",
-    ]
+    assert "overlay.imagestore" not in " ".join(buildah.pull(shared, "x", ACCESS))
+    push = buildah.push(STORE, "r/a:1", "r/a:1", ACCESS)
+    assert push[len(BASE) :] == ["push", "--quiet", *FLAGS, "--format", "v2s2", "r/a:1", "docker://r/a:1"]
+    assert not any("creds" in a or "password" in a for a in push)  # argv is world-readable in /proc
 
 
 LINK = buildnet.Link(5, "10.213.0.0/16")

@@ -5,15 +5,15 @@ from core.errors import ValidationError
 
 
 def test_urls_of_the_registry_api() -> None:
-    assert tags_url("127.0.0.1:5000", "web") == "http://127.0.0.1:5000/v2/web/tags/list"
+    assert tags_url("127.0.0.1:5000", "web") == "https://127.0.0.1:5000/v2/web/tags/list"
     assert manifest_url("127.0.0.1:5000", "web", "git-0123abcd") == (
-        "http://127.0.0.1:5000/v2/web/manifests/git-0123abcd"
+        "https://127.0.0.1:5000/v2/web/manifests/git-0123abcd"
     )
     assert (
         manifest_url("127.0.0.1:5000", "web", "sha256:ab")
-        == "http://127.0.0.1:5000/v2/web/manifests/sha256:ab"
+        == "https://127.0.0.1:5000/v2/web/manifests/sha256:ab"
     )
-    assert blob_url("127.0.0.1:5000", "web", "sha256:cd") == "http://127.0.0.1:5000/v2/web/blobs/sha256:cd"
+    assert blob_url("127.0.0.1:5000", "web", "sha256:cd") == "https://127.0.0.1:5000/v2/web/blobs/sha256:cd"
 
 
 def test_urls_refuse_names_that_are_not_apps() -> None:

@@ -6,10 +6,10 @@ the name is free again, with none of the old app's images."""
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import pytest
 
+from tests.e2e.traces import registry_get
 from tests.harness import Harness, unique
 
 pytestmark = pytest.mark.e2e
@@ -27,13 +27,9 @@ def one_error(r) -> str:  # type: ignore[no-untyped-def]
 
 
 def registry_tags(platform: Harness, repo: str) -> list[str]:
-    url = f"http://{platform.settings.registry}/v2/{repo}/tags/list"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return list(json.loads(resp.read()).get("tags") or [])
-    except urllib.error.HTTPError as exc:
-        assert exc.code == 404
-        return []
+    status, body = registry_get(platform, f"{repo}/tags/list")
+    assert status in (200, 404), status
+    return list((body or {}).get("tags") or [])
 
 
 def test_a_destroyed_apps_name_and_images_stay_its_own(platform: Harness) -> None:

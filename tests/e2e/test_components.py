@@ -9,13 +9,11 @@ processes on the host are taken over by the containers, on the same data.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import docker
 import pytest
@@ -23,6 +21,7 @@ import pytest
 from appliance import components, processes, services
 from core import proc
 from routerconf import Router
+from tests.e2e.traces import registry_get
 from tests.harness import Harness, Key, unique
 from tests.load import Load
 
@@ -219,7 +218,6 @@ def test_up_takes_over_etcd_and_registry_an_earlier_platform_started_on_the_host
         assert not processes.pidfile(s, name).exists()
     r = platform.ssh(admin, "apps:list", timeout=30)
     assert r.returncode == 0 and served in r.stdout, r.stderr
-    catalog = f"http://127.0.0.1:{s.registry_port}/v2/_catalog"
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(catalog, timeout=5) as resp:
-        assert served in json.loads(resp.read())["repositories"]  # the registry's data, kept
+    status, body = registry_get(platform, "_catalog")
+    assert status == 200 and served in body["repositories"]  # the registry's data, kept
     platform.wait_steady(served)

@@ -137,7 +137,7 @@ CMD ["python3", "/app/app.py"]
     assert "private.key" not in run.stdout and "message.txt" in run.stdout
     image = image_of(platform, admin, app_name)
     client = docker.from_env()
-    client.images.pull(image)
+    client.images.pull(image, auth_config=platform.settings.registry_auth().auth_config())
     dump = json.dumps(client.images.get(image).history()) + json.dumps(client.images.get(image).attrs)
     assert "hello-from-arg" in dump  # a listed build arg is in the history, as docker puts it
     assert "s3cr3t-build-token" not in dump  # a secret and an unlisted config var are not
@@ -278,7 +278,7 @@ def test_add_of_a_platform_url_fails_and_leaks_nothing(
     s = platform.settings
     url = {
         "etcd": f"http://127.0.0.1:{s.etcd_port}/v2/keys/?recursive=true",
-        "registry": f"http://127.0.0.1:{s.registry_port}/v2/_catalog",
+        "registry": f"https://127.0.0.1:{s.registry_port}/v2/_catalog",
     }[which]
     work = app_tree(platform, app_name, f"FROM deis/stack:bookworm\nADD {url} /x\nRUN cat /x\n")
     r = platform.push(work, admin)

@@ -19,6 +19,7 @@ import pytest
 from appliance import components, services
 from releaser import apps
 from releaser.store import Store
+from tests.e2e.traces import registry_get
 from tests.harness import Harness, unique
 
 pytestmark = pytest.mark.e2e
@@ -70,12 +71,13 @@ def old_platform(tmp_path: Path) -> Iterator[tuple[Harness, Path]]:
                 docker.from_env().images.remove(old_image)
 
 
-def test_up_moves_a_plain_http_etcd_to_mutual_tls_with_nothing_lost(
+def test_up_moves_plain_http_etcd_and_registry_to_authenticated_tls_with_nothing_lost(
     old_platform: tuple[Harness, Path],
 ) -> None:
     h, src = old_platform
     s = h.settings
     assert services.etcd_answers_plain(s) and not s.tls_dir.exists()  # the earlier layout
+    assert services.registry_answers_plain(s)
     key = h.key("admin")
     admin_cli(h, src, "keys:add", "admin", "--admin", input=key.public)
     app = unique("upg")
@@ -92,6 +94,10 @@ def test_up_moves_a_plain_http_etcd_to_mutual_tls_with_nothing_lost(
 
     assert client.containers.get(etcd_name).labels[services.SPEC_LABEL] != old_spec, out
     assert not services.etcd_answers_plain(s) and services.etcd_ready(s)
+    # The registry too: https with the password only, the images it held kept.
+    assert not services.registry_answers_plain(s) and services.registry_ready(s)
+    status, body = registry_get(h, "_catalog")
+    assert status == 200 and "deis/stack" in body["repositories"], body
     assert h.appliance_container().image.tags[0] != old_image  # handed over to this code
     store = Store.of(s)
     assert [u.name for u in apps.list_users(store)] == ["admin"]
@@ -102,8 +108,8 @@ def test_up_moves_a_plain_http_etcd_to_mutual_tls_with_nothing_lost(
     assert r.returncode == 0, r.stderr
     assert "AFTER" in h.ssh(key, "config", "--app", app).stdout
     # `up` again changes nothing: the certificates are kept, etcd is not replaced.
-    before = {p.name: p.read_bytes() for p in s.tls_dir.iterdir()}
+    before = {p: p.read_bytes() for p in s.tls_dir.rglob("*") if p.is_file()}
     spec = client.containers.get(etcd_name).labels[services.SPEC_LABEL]
     admin_cli(h, ROOT, "up")
-    assert {p.name: p.read_bytes() for p in s.tls_dir.iterdir()} == before
+    assert {p: p.read_bytes() for p in s.tls_dir.rglob("*") if p.is_file()} == before
     assert client.containers.get(etcd_name).labels[services.SPEC_LABEL] == spec

@@ -174,7 +174,8 @@ def test_old_release_images_are_collected_and_rollback_images_stay_in_the_regist
     }
     assert local == set(tags[-platform.settings.keep_images :])
     # The oldest is gone from the host but still in the registry, where a rollback finds it.
-    client.images.pull(tags[0].rsplit(":", 1)[0], tag=tags[0].rsplit(":", 1)[1])
+    repo, _, tag = tags[0].rpartition(":")
+    client.images.pull(repo, tag=tag, auth_config=platform.settings.registry_auth().auth_config())
 
 
 def test_a_restart_interrupted_by_a_crash_is_cleaned_up(platform: Harness, admin: Key, app) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import docker
 import etcd
 
+from builders import registry
 from tests.harness import Harness
 
 
@@ -32,15 +31,10 @@ def etcd_tree(h: Harness, prefix: str = "") -> dict[str, Any]:
 
 
 def registry_get(h: Harness, path: str) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        f"http://{h.settings.registry}/v2/{path}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
+    """GET of the registry's API with the platform's credentials: its status, and its JSON if 200."""
+    accept = "application/vnd.docker.distribution.manifest.v2+json"
+    status, _, body = registry.request(h.settings, "GET", f"{h.settings.registry_url}/v2/{path}", accept)
+    return status, json.loads(body) if status == 200 else None
 
 
 def registry_tags(h: Harness, app: str) -> list[str]:
