@@ -11,6 +11,7 @@ app's lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -42,8 +43,13 @@ def deploy(p: Platform, push: Push, out: Output) -> Release:
     recorded = Recorded(out, p.logs, push.app, "build")  # kept in the app's logs too
     build = builders.build(p.settings, push, recorded, config=current.config if current else {})
     summary = f"{push.user} deployed {push.sha[:7]}"
-    release = releases.prepare(p.store, push.app, by=push.user, summary=summary, build=build)
-    roll_out(p, release, out)
+    try:
+        release = releases.prepare(p.store, push.app, by=push.user, summary=summary, build=build)
+        roll_out(p, release, out)
+    except BaseException:
+        with contextlib.suppress(Exception):  # a failed deploy still reaps its background push
+            builders.wait_pushed(build.image, out)
+        raise
     out.detail(f"deployed in {time.monotonic() - started:.1f}s")
     return release
 
@@ -93,6 +99,8 @@ def switch(p: Platform, release: Release, instances: list[Instance], out: Output
     app = release.app
     switched = False
     try:
+        if release.build is not None:
+            builders.wait_pushed(release.build.image, out)
         out.step("Switching the router")
         locks.ensure_held(app)
         switched = True  # from here on the router may point at the new instances

@@ -86,6 +86,14 @@ def purge_cache(settings: Settings, app: str) -> int:
     return buildpack.purge_cache(settings, app) + dockerbuild.purge_cache(settings, app)
 
 
+def wait_pushed(image: str, out: Output) -> None:
+    """Before anything serves `image`: its background push (if one runs) has finished; its error
+    otherwise, so a release is never recorded with an image the registry lacks."""
+    took = engine.wait_pushed(image)
+    if took is not None:
+        out.detail(f"{image} pushed in {took:.1f}s")
+
+
 def push_image(settings: Settings, tag: str, out: Output) -> None:
     out.step(f"Pushing image to {settings.registry}")
     started = time.monotonic()
@@ -106,7 +114,9 @@ def build_slug(settings: Settings, push: Push, out: Output, config: dict[str, st
         out.detail(f"{tag} built in {time.monotonic() - started:.1f}s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    push_image(settings, tag, out)
+    # The engine has the image: the launch need not wait for the registry (the router switch does).
+    out.step(f"Pushing image to {settings.registry} (beside the launch)")
+    engine.push_beside(tag, settings.registry_auth().auth_config())
     procfile = dict(slug.procfile)
     release = procfile.pop("release", "")
     return Build(

@@ -6,9 +6,11 @@ Third-party errors are converted here, once, into core.errors (BuildError, Servi
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
@@ -94,6 +96,37 @@ def push(tag: str, auth: dict[str, str]) -> None:
                 raise ServiceError(f"pushing {tag} to the registry failed: {chunk['error']}")
     except docker.errors.APIError as exc:
         raise ServiceError(f"pushing {tag} to the registry failed: {exc.explanation or exc}") from exc
+
+
+_pushes: dict[str, concurrent.futures.Future[float]] = {}
+_pushes_lock = threading.Lock()
+
+
+def push_beside(tag: str, auth: dict[str, str]) -> None:
+    """Start pushing the local image `tag` in the background (`wait_pushed` joins it): the engine
+    already has it, so its containers can start while its layers go to the registry."""
+    future: concurrent.futures.Future[float] = concurrent.futures.Future()
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            push(tag, auth)
+        except BaseException as exc:  # handed to whoever waits, never lost in the thread
+            future.set_exception(exc)
+        else:
+            future.set_result(time.monotonic() - started)
+
+    with _pushes_lock:
+        _pushes[tag] = future
+    threading.Thread(target=run, name=f"push {tag}", daemon=True).start()
+
+
+def wait_pushed(tag: str) -> float | None:
+    """Seconds the background push of `tag` took, once it is done (its error, if it failed); None
+    when none was started (an image pushed before, a rollback, a config change)."""
+    with _pushes_lock:
+        future = _pushes.pop(tag, None)
+    return None if future is None else future.result()
 
 
 def local_image_id(name: str) -> str | None:

@@ -5,6 +5,7 @@ what it is told: every failure must leave the old release serving and nothing ne
 from __future__ import annotations
 
 import io
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ import pytest
 import builders
 from appliance import operations, pipeline
 from appliance.platform import Platform
-from core.errors import Conflict, DeployError, HealthCheckFailed, RouterError, ValidationError
+from builders import engine
+from core.errors import Conflict, DeployError, HealthCheckFailed, RouterError, ServiceError, ValidationError
 from core.output import Output
 from core.records import Build, Release
 from core.settings import Settings
@@ -142,6 +144,52 @@ def test_a_router_that_refuses_the_switch_gives_the_traffic_back(p: Platform) ->
     router(p).refuse = set()
     assert router(p).now(app) == before
     assert running(p, app) == ["v2.web.1"]
+    assert releases.latest(p.store, app).version == 2  # type: ignore[union-attr]
+
+
+def test_the_switch_waits_for_the_background_push(p: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A buildpack image starts while it is pushed; the router switches (and the release is
+    recorded) only once the registry has it."""
+    app = new_app(p)
+    deploy(p, app)
+    release = threading.Event()
+    order: list[str] = []
+
+    def slow_push(tag: str, auth: dict[str, str]) -> None:
+        release.wait(10)
+        order.append(f"pushed {tag}")
+
+    publish = router(p).publish
+
+    def recorded(app: str, endpoints: list[str], site: Site | None = None) -> None:
+        order.append("switched")
+        publish(app, endpoints, site)
+
+    monkeypatch.setattr(engine, "push", slow_push)
+    monkeypatch.setattr(router(p), "publish", recorded)
+    engine.push_beside("slow", {})
+    threading.Timer(0.3, release.set).start()
+    before = router(p).now(app)
+    deploy(p, app, image="slow")
+    assert order == ["pushed slow", "switched"] and router(p).now(app) != before
+    assert engine.wait_pushed("slow") is None  # joined once, then forgotten
+
+
+def test_a_failed_background_push_fails_the_deploy_before_the_switch(
+    p: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = new_app(p)
+    deploy(p, app)
+    before = router(p).now(app)
+
+    def refused(tag: str, auth: dict[str, str]) -> None:
+        raise ServiceError(f"pushing {tag} to the registry failed: unauthorized")
+
+    monkeypatch.setattr(engine, "push", refused)
+    engine.push_beside("unpushed", {})
+    with pytest.raises(ServiceError, match="unauthorized"):
+        deploy(p, app, image="unpushed")
+    assert router(p).now(app) == before and running(p, app) == ["v2.web.1"]
     assert releases.latest(p.store, app).version == 2  # type: ignore[union-attr]
 
 
