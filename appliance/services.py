@@ -206,9 +206,8 @@ def etcd_service(settings: Settings) -> Service:
 
 
 def ensure_pki(settings: Settings) -> None:
-    """The certificates and the registry's credentials, made once (existing ones are kept)."""
+    """The CA and the certificates, made once (existing ones are kept)."""
     pki.ensure(settings.tls_dir)
-    regauth.ensure(settings.tls_dir, settings.registry, pki.ca_path(settings.tls_dir))
 
 
 def registry_ready(settings: Settings) -> bool:
@@ -229,6 +228,7 @@ def registry_answers_plain(settings: Settings) -> bool:
 def prepare_registry(settings: Settings) -> None:
     """What the registry reads at its start: its certificate, the credentials, its config file."""
     ensure_pki(settings)
+    regauth.ensure(settings.tls_dir, settings.registry, pki.ca_path(settings.tls_dir))
     write_registry_config(settings)
 
 
