@@ -338,6 +338,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=wait)
                 break
+    # The leader may go first while the rest of its group (a RUN step's children) ignores or has not
+    # yet acted on SIGTERM: the group id stays reserved while any member lives, so this is safe.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     if proc.stdout is not None:
         proc.stdout.close()
 
