@@ -167,6 +167,7 @@ def deployment_for(
         release_command=build.release,
         networks=addons.networks(p, release.app),
         mounts=storage.mounts(p, release.app, list(build.process_types)),
+        placement=tuple(sorted(release.tags.items())),
     )
 
 

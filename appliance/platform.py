@@ -6,6 +6,7 @@ commands, the hook service and the reconciler share it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 import scheduler
@@ -40,6 +41,8 @@ class Platform:
         self._lock = threading.Lock()
         # Set to make the certs:auto loop (appliance.acme) look at once (a domain was added).
         self.acme_wake = threading.Event()
+        # Called after switch_backend (the reconciler then follows the new backend's events).
+        self.backend_changed: list[Callable[[], None]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None) -> Platform:
@@ -51,12 +54,22 @@ class Platform:
         still be coming up when the appliance starts)."""
         with self._lock:
             if self._backend is None:
-                name = platform_config.scheduler(self.store)
-                auth = self.settings.registry_auth
-                self._backend = scheduler.create(
-                    name, platform=str(self.settings.state_dir), registry_auth=lambda: auth().auth_config()
-                )
+                self._backend = self.make_backend(platform_config.scheduler(self.store))
             return self._backend
+
+    def make_backend(self, name: str) -> Backend:
+        auth = self.settings.registry_auth
+        return scheduler.create(
+            name, platform=str(self.settings.state_dir), registry_auth=lambda: auth().auth_config()
+        )
+
+    def switch_backend(self, backend: Backend) -> None:
+        """Use `backend` from now on (scheduler:set); whoever follows the old one's events is told."""
+        with self._lock:
+            self._backend = backend
+            listeners = list(self.backend_changed)
+        for listener in listeners:
+            listener()
 
     @property
     def logs(self) -> LogStore:

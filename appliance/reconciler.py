@@ -106,6 +106,7 @@ class Reconciler:
         self._later: dict[str, float] = {}  # app -> when (monotonic) to look at it again
         self._resync = False  # the stream was (re)joined: events may have been missed, look at everything
         self._stream: EventStream | None = None
+        p.backend_changed.append(self._drop_stream)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -168,6 +169,14 @@ class Reconciler:
             if not stop.is_set():
                 log.warning("reconciler: the engine's event stream ended; following it again")
                 stop.wait(self.retry)
+
+    def _drop_stream(self) -> None:
+        """The platform now uses another backend: end the old one's stream; `_follow` follows the
+        new one's, and the full pass that follows looks at every app there."""
+        with self._wake:
+            stream = self._stream
+        if stream is not None:
+            stream.close()
 
     def _guard(self, step: Callable[..., None], *args: object) -> bool:
         try:

@@ -3,6 +3,7 @@ the rollout every deploy goes through.
 
     base           Backend, ProcessSpec, Instance, Stdio: the seam
     docker         the default backend: containers on the local dockerd
+    swarm          services on Docker Swarm mode (swarmspec: their shape), one per instance
     memory         instances as records, for tests
     health         what healthy means (TCP or HTTP), and waiting for it
     rollout        start new, check health, retire old; scale plans
@@ -20,7 +21,7 @@ from core.errors import ValidationError
 from scheduler.base import Backend
 
 # The backends an operator may choose. (`memory` is for tests and is built directly.)
-CHOICES = ("docker",)
+CHOICES = ("docker", "swarm")
 
 
 def create(
@@ -32,4 +33,8 @@ def create(
         from scheduler.docker import DockerBackend
 
         return DockerBackend(platform, home=home, registry_auth=registry_auth)
+    if name == "swarm":
+        from scheduler.swarm import SwarmBackend
+
+        return SwarmBackend(platform, registry_auth=registry_auth)
     raise ValidationError(f"unknown scheduler {name!r}; choose {' or '.join(CHOICES)}")

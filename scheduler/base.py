@@ -46,6 +46,8 @@ class ProcessSpec:
     # (host directory, path inside) pairs bound read-write: the app's volumes (storage:mount);
     # every instance of a type shares them, so old and new share them during a rollout.
     mounts: tuple[tuple[str, str], ...] = ()
+    # (key, value) node labels it must run on (the app's `tags:set`); single-host backends ignore them.
+    placement: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,9 @@ class Backend(ABC):
     @abstractmethod
     def usage(self, instances: list[Instance]) -> dict[str, Usage]:
         """CPU and memory of each running instance of `instances`, by id (a gone one is left out)."""
+
+    def check(self) -> None:  # noqa: B027 - most backends can always run: nothing to check
+        """Raise a DeisError saying why this backend cannot run apps here (before switching to it)."""
 
     # -- conveniences, in terms of the above; backends may answer them faster --------------------
     def inspect(self, ref: str) -> Instance | None:

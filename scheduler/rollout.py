@@ -37,6 +37,7 @@ class Deployment:
     networks: tuple[str, ...] = ()  # the linked backing services' networks (ProcessSpec.networks)
     # type -> (host directory, path inside) of the app's volumes (ProcessSpec.mounts)
     mounts: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    placement: tuple[tuple[str, str], ...] = ()  # the release's tags: node labels (ProcessSpec.placement)
 
 
 def command(d: Deployment, ptype: str) -> list[str] | None:
@@ -82,6 +83,7 @@ def spec(d: Deployment, ptype: str, num: int, argv: list[str] | None = None) -> 
         pids_limit=d.pids_limit,
         networks=d.networks,
         mounts=d.mounts.get(ptype, ()),
+        placement=d.placement,
     )
 
 

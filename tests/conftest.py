@@ -13,7 +13,7 @@ from appliance import processes, services
 from core.output import Output
 from core.settings import Settings
 from releaser.store import Store
-from tests import harness
+from tests import harness, swarmtest
 from tests.harness import Harness, Key
 
 
@@ -36,6 +36,13 @@ def admin(platform: Harness) -> Key:
 @pytest.fixture(scope="session")
 def alice(platform: Harness) -> Key:
     return platform.add_user("alice")
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[None]:
+    """The shared engine in a (single-node) swarm for the module's tests that ask; left after them."""
+    with swarmtest.single_node_swarm():
+        yield
 
 
 def free_port() -> int:

@@ -379,6 +379,10 @@ def leftovers() -> list[str]:
         "volume": api.volumes(filters=filters).get("Volumes") or [],
         "image": api.images(all=True, filters=filters),
     }
+    with contextlib.suppress(docker.errors.APIError):  # 503: the engine is in no swarm
+        labelled["service"] = [
+            {"Labels": s["Spec"].get("Labels"), "Name": s["Spec"]["Name"]} for s in api.services()
+        ]
     for kind, things in labelled.items():
         for thing in things:
             platform = str((thing.get("Labels") or {}).get(LABEL_PLATFORM, ""))

@@ -12,6 +12,7 @@ logs      logs [-n N] [-f] [--type T] [--source S] [--release vN] [--since AGE] 
 drains    drains, drains:add, drains:remove (syslog over TCP or TLS, HTTPS)
 metrics   metrics [--since AGE] [--prometheus]: requests and containers
 run       run [--] CMD...: a one-off container, attached
+scheduler scheduler, scheduler:set (which backend runs the apps; admins switch it)
 domains   domains:*, certs:*, router:* (what the router serves for an app)
 certs_auto  certs:auto, certs:auto:off (certificates from ACME)
 keys      keys:add, keys:list, keys:remove
@@ -37,6 +38,7 @@ from gitserver.commands import (  # noqa: F401 - registers the commands
     ps,
     releases,
     run,
+    scheduler,
     services,
     storage,
     tags,

@@ -66,14 +66,17 @@ def ps_list(ctx: Context, args: argparse.Namespace) -> int:
             "uptime": uptime(i.started, now) if i.running else "",
             "container": str(i.name),
             "id": i.id,
+            "node": i.node,
         }
         for i in operations.processes(ctx.platform, app.name)
     ]
     data.sort(key=lambda d: (d["type"], d["num"], d["release"]))
-    rows = [[str(d[k]) for k in ("process", "state", "release", "uptime", "container")] for d in data]
-    ctx.show(
-        data, ["PROCESS", "STATE", "RELEASE", "UPTIME", "CONTAINER"], rows, title=f"{app.name} Processes"
+    # Which node each runs on, from backends that place on several (swarm).
+    columns = ["process", "state", "release", "uptime", "container"] + (
+        ["node"] if any(d["node"] for d in data) else []
     )
+    rows = [[str(d[k]) for k in columns] for d in data]
+    ctx.show(data, [c.upper() for c in columns], rows, title=f"{app.name} Processes")
     return 0
 
 

@@ -1,7 +1,8 @@
 """tags, tags:set, tags:unset: KEY=VALUE labels of where an app's containers may run (Deis v1).
 
-Tags are kept in the release (a change is a new release, and a rollback restores them), but the
-single-host docker scheduler does not place containers by tags: schedulers that do come later.
+Tags are kept in the release (a change is a new release, and a rollback restores them). The swarm
+scheduler places an app's instances only on nodes whose labels match every tag (`docker node update
+--label-add KEY=VALUE NODE`); the single-host docker scheduler has one place and ignores them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from releaser import releases
 
 _TAG_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _TAG_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
-_TAGS_NOTE = "stored only: the docker scheduler does not place by tags yet"
+_TAGS_NOTE = "swarm: nodes labelled KEY=VALUE; the single-host docker scheduler ignores them"
 
 
 def apply_tags(tags: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:

@@ -152,4 +152,4 @@ def test_commands_are_registered_with_examples() -> None:
     _cmd, args = registry.parse(["limits:set", "--cpu", "web=512"])
     assert (args.cpu, args.items) == (True, ["web=512"])
     assert registry.lookup("config:push").stdin
-    assert "does not place by tags yet" in registry.lookup("tags:set").summary
+    assert "single-host docker scheduler ignores them" in registry.lookup("tags:set").summary

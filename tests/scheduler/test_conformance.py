@@ -1,6 +1,6 @@
 """The one conformance test every scheduler backend passes: docker against the real engine, and the
-in-memory backend the pipeline's unit tests use. A swarm or fleet backend joins BACKENDS and must
-pass it as it stands.
+in-memory backend the pipeline's unit tests use, and swarm on a single-node swarm of the same engine
+(made for the run when the engine is in none). A fleet backend joins BACKENDS and must pass it as it stands.
 
 Each backend says how to make a process that serves, one that idles, one that crashes and a
 one-off that prints a value and exits 7 (`Programs`); the tests are the same for all.
@@ -21,6 +21,7 @@ from core.names import ContainerName
 from scheduler.base import EVENT_ACTIONS, Backend, Event, ProcessSpec, Stdio
 from scheduler.docker import LABEL_PLATFORM, DockerBackend
 from scheduler.memory import MemoryBackend, Program
+from scheduler.swarm import SwarmBackend
 from tests.harness import own
 
 STACK = "deis/stack:bookworm"
@@ -52,6 +53,11 @@ def docker_backend() -> tuple[Backend, Programs]:
     return DockerBackend(own(f"conformance-{uuid.uuid4().hex[:8]}")), programs
 
 
+def swarm_backend() -> tuple[Backend, Programs]:
+    _, programs = docker_backend()
+    return SwarmBackend(own(f"conformance-{uuid.uuid4().hex[:8]}")), programs
+
+
 def memory_backend() -> tuple[Backend, Programs]:
     backend = MemoryBackend(
         {
@@ -68,11 +74,14 @@ def memory_backend() -> tuple[Backend, Programs]:
 BACKENDS: dict[str, Callable[[], tuple[Backend, Programs]]] = {
     "docker": docker_backend,
     "memory": memory_backend,
+    "swarm": swarm_backend,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Backend, Programs]]:
+    if request.param == "swarm":
+        request.getfixturevalue("swarm")
     backend, programs = BACKENDS[request.param]()
     yield backend, programs
     for inst in backend.instances():
@@ -82,6 +91,8 @@ def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Backend, Programs]]:
 
 def forget_network(backend: Backend) -> None:
     """The app network a docker backend made on its first start."""
+    if isinstance(backend, SwarmBackend):
+        backend.forget_networks()
     if isinstance(backend, DockerBackend):
         for net in backend.client.networks.list(filters={"label": f"{LABEL_PLATFORM}={backend.platform}"}):
             net.remove()
@@ -262,7 +273,7 @@ def test_events_tell_of_starts_exits_and_removals(setup: tuple[Backend, Programs
 
 def test_an_event_stream_sees_only_its_platform(setup: tuple[Backend, Programs]) -> None:
     backend, programs = setup
-    other, _ = BACKENDS["docker" if isinstance(backend, DockerBackend) else "memory"]()
+    other, _ = BACKENDS[backend.name]()
     follower = Follower(backend)
     try:
         stranger = other.start(spec(app_name(), programs.idle, port=None))
