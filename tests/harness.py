@@ -29,6 +29,8 @@ from core.proc import alive
 from core.settings import Settings
 from gitserver.admin import appliance_service, seed_registry
 from scheduler.docker import LABEL_PLATFORM
+from scheduler.swarm import SwarmBackend
+from tests import swarmtest
 from tests.pki import TestCA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +152,11 @@ class Harness:
 
     def remove_containers(self) -> None:
         client = docker.from_env()
+        if swarmtest.state(client) == "active":  # the platform's swarm services, the safe way
+            swarm = SwarmBackend(str(self.settings.state_dir), client)
+            for inst in swarm.instances():
+                swarm.stop(inst.id, 0)
+            swarm.forget_networks()
         for c in client.containers.list(
             all=True, filters={"label": f"{LABEL_PLATFORM}={self.settings.state_dir}"}
         ):
