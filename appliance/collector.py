@@ -64,12 +64,14 @@ class Collector:
         backend = self._backend(stop)
         if backend is None:
             return
-        backend.removing = self.drain
+        self.p.backend_changed.append(self._switched)
         threading.Thread(target=self._load_drains, args=(stop,), name="drains-load", daemon=True).start()
         closer = threading.Thread(target=self._close_on, args=(stop,), name="logs-stop", daemon=True)
         closer.start()
         while not stop.is_set():
             try:
+                backend = self.p.backend  # another one after scheduler:set
+                backend.removing = self.drain
                 self._events = stream = backend.events()
                 self.catch_up(backend)
                 for event in stream:
@@ -78,6 +80,12 @@ class Collector:
             except Exception as exc:  # the engine went away: follow it again
                 log.warning("log collector: %s", exc)
             stop.wait(RETRY)
+
+    def _switched(self) -> None:
+        """The platform moved to another backend: follow that one's events from now on."""
+        events = self._events
+        if events is not None:
+            events.close()
 
     def _backend(self, stop: threading.Event) -> Backend | None:
         while not stop.is_set():

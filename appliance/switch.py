@@ -29,6 +29,8 @@ from releaser.locks import AppLock
 from scheduler import rollout
 from scheduler.base import Backend, Instance
 
+CHOICES = scheduler.CHOICES  # what an admin may choose (the commands see the backends through here)
+
 
 def switch(p: Platform, name: str, user: str, out: Output) -> bool:
     """Move every app to the backend `name`; False if it is the one in use already."""
@@ -39,6 +41,7 @@ def switch(p: Platform, name: str, user: str, out: Output) -> bool:
     new = p.make_backend(name)
     new.check()
     old = p.backend
+    new.removing = old.removing  # what the log collector keeps of a stopped instance, there too
     with contextlib.ExitStack() as held:
         moving = _lock_all(p, user, out, held)
         out.step(f"Starting {len(moving)} app(s) on the {name} scheduler")

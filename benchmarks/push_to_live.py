@@ -2,17 +2,21 @@
 irreducible parts measured in the same run: a cached `docker build` of the same tree, one container
 start to healthy, one router publish (render, nginx -t, graceful reload).
 
-    python benchmarks/push_to_live.py [--warm-runs 5]
+    python benchmarks/push_to_live.py [--warm-runs 5] [--scheduler swarm]
 
 Target: warm push-to-live <= 3 s and <= 2.5 x the sum of the parts. The Dockerfile builder is
 compared in the same run: warm pushes with the engine's legacy builder (`dockerfile_builder=docker`,
 the appliance restarted for it) against buildah in its own network namespace (the default): at
-most 10 % slower. Starts its own platform on free ports (tests.harness) and removes everything it made.
+most 10 % slower. With `--scheduler swarm` the engine is made a single-node swarm manager (when it is
+in no swarm; left again after), the platform is switched to the swarm scheduler and warm pushes there
+are measured too: target within 2 x docker's. Starts its own platform on free ports (tests.harness)
+and removes everything it made.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import statistics
 import subprocess
@@ -26,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import docker
 
+from tests import swarmtest
 from tests.harness import Harness, unique
 
 
@@ -122,8 +127,12 @@ def warm_pushes(h: Harness, work: Path, key, app: str, runs: int, label: str) ->
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--warm-runs", type=int, default=5)
+    ap.add_argument("--scheduler", choices=["docker", "swarm"], default="docker")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="deis-bench-") as tmp:
+    swarm: list[tuple[float, float]] = []
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="deis-bench-") as tmp:
+        if args.scheduler == "swarm":
+            stack.enter_context(swarmtest.single_node_swarm())
         h = Harness(Path(tmp))
         h.up()
         try:
@@ -140,6 +149,11 @@ def main() -> None:
             build = cached_build(work, f"{h.settings.registry}/{app}:bench")
             start = container_to_healthy(f"{h.settings.registry}/{app}:bench")
             reload = router_publish(h, app)
+            if args.scheduler == "swarm":
+                r = h.ssh(key, "scheduler:set", "swarm")
+                if r.returncode != 0:
+                    raise SystemExit(f"scheduler:set swarm failed:\n{r.stderr}")
+                swarm = warm_pushes(h, work, key, app, args.warm_runs, "swarm")
         finally:
             h.down()
     parts = build + start + reload
@@ -161,6 +175,11 @@ def main() -> None:
     print(f"{'buildah / legacy (target <= 1.10)':44} {warm_served / legacy_served:8.2f}")
     print(f"{'warm / parts (target <= 2.5)':44} {warm_served / parts:8.2f}")
     print(f"{'warm target <= 3 s':44} {'met' if warm_served <= 3 else 'MISSED':>8}")
+    if swarm:
+        swarm_served = statistics.median(w[0] for w in swarm)
+        label = f"warm, swarm scheduler (median of {len(swarm)})"
+        print(f"{label:44} {swarm_served:8.2f}")
+        print(f"{'swarm / docker (target <= 2.0)':44} {swarm_served / warm_served:8.2f}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,14 @@ SECURITY_OPT = ("no-new-privileges",)
 NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
 
 
+def connect() -> docker.DockerClient:
+    """A client of the local engine; ServiceError when it does not answer."""
+    try:
+        return docker.from_env(timeout=120)
+    except docker.errors.DockerException as exc:
+        raise ServiceError(f"docker is unreachable: {exc}") from exc
+
+
 def network_name(platform: str) -> str:
     """The app network of the platform whose state dir is `platform` (one per platform)."""
     return "deis-apps-" + hashlib.sha256(platform.encode()).hexdigest()[:12]
@@ -234,10 +242,7 @@ class DockerBackend(Backend):
     def client(self) -> docker.DockerClient:
         with self._lock:
             if self._client is None:
-                try:
-                    self._client = docker.from_env(timeout=120)
-                except docker.errors.DockerException as exc:
-                    raise ServiceError(f"docker is unreachable: {exc}") from exc
+                self._client = connect()
             return self._client
 
     # -- the interface -----------------------------------------------------------------------

@@ -17,8 +17,8 @@ Swarm's own ways live here:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import os
 import secrets
 import socket
 import threading
@@ -29,12 +29,13 @@ from typing import Any, ClassVar
 import docker
 import docker.errors
 import requests
+from docker.types.daemon import CancellableStream
 
 from core.errors import DeployError, ServiceError
 from core.names import ContainerName
 from scheduler import dockerstats, health, swarmlogs, swarmspec
 from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio, Usage
-from scheduler.docker import DockerBackend
+from scheduler.docker import DockerBackend, connect
 from scheduler.dockerevents import parse_event
 
 log = logging.getLogger("deis.scheduler")
@@ -99,10 +100,7 @@ class SwarmBackend(Backend):
     def client(self) -> docker.DockerClient:
         with self._lock:
             if self._client is None:
-                try:
-                    self._client = docker.from_env(timeout=120)
-                except docker.errors.DockerException as exc:
-                    raise ServiceError(f"docker is unreachable: {exc}") from exc
+                self._client = connect()
             return self._client
 
     def check(self) -> None:
@@ -136,7 +134,10 @@ class SwarmBackend(Backend):
 
     def stop(self, ref: str, grace: float) -> None:
         services = self._services_of(ref)
-        captures = {service: swarmlogs.Capture(self.client, service) for service in services}
+        captures = {
+            service: swarmlogs.Capture(functools.partial(service_logs, self.client, service), service)
+            for service in services
+        }
         for service in services:
             self._scale_to_zero(service, grace)
         for service in services:
@@ -207,7 +208,7 @@ class SwarmBackend(Backend):
         if record is not None:  # stopped: its tasks and their output are gone with them
             return swarmlogs.Recorded(swarmlogs.selected(record, tail=tail, since=since))
         try:
-            raw = swarmlogs.service_logs(
+            raw = service_logs(
                 self.client, service, **swarmlogs.params(tail=tail, follow=follow, since=since)
             )
         except docker.errors.NotFound:
@@ -226,7 +227,7 @@ class SwarmBackend(Backend):
             raise DeployError("the swarm scheduler gives one-offs no terminal: run it without `ssh -t`")
         service = self._create(spec, one_off=True)
         copiers = [
-            _Copier(self.client, service, fd, which)
+            swarmlogs.Copier(functools.partial(service_logs, self.client, service, **{which: True}), fd)
             for fd, which in ((stdio.stdout, "stdout"), (stdio.stderr, "stderr"))
         ]
         try:
@@ -456,47 +457,10 @@ class SwarmBackend(Backend):
             raise ServiceError(f"could not remove {service}: {exc.explanation or exc}") from exc
 
 
-class _Copier:
-    """One stream of a one-off's output to `fd` as it comes, exactly as written (no times, no added
-    newline). A finished task's follow stream does not end by itself: `finish` closes it and then
-    writes whatever the complete log has beyond what was copied."""
-
-    def __init__(self, client: docker.DockerClient, service: str, fd: int, which: str) -> None:
-        self.client, self.service, self.fd, self.which = client, service, fd, which
-        self.copied = 0
-        self._stream: Any = None
-        self._thread = threading.Thread(target=self._follow, name=f"copy-{service[:12]}", daemon=True)
-        self._thread.start()
-
-    def _chunks(self, follow: bool) -> Any:
-        return swarmlogs.service_logs(self.client, self.service, follow=follow, **{self.which: True})
-
-    def _follow(self) -> None:
-        with contextlib.suppress(Exception):  # closed by finish(), or the service went away
-            self._stream = self._chunks(follow=True)
-            for chunk in self._stream:
-                self._write(chunk)
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
-        self.copied += len(data)
-
-    def finish(self) -> None:
-        time.sleep(0.2)  # lines in flight on the follow stream arrive first
-        self.close()
-        try:
-            rest = b"".join(self._chunks(follow=False))
-        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-            log.warning("could not read the output of %s: %s", self.service, exc)
-            return
-        with contextlib.suppress(OSError):  # the caller closed its end
-            self._write(rest[self.copied :])
-
-    def close(self) -> None:
-        stream = self._stream
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
-        self._thread.join(5)
+def service_logs(client: docker.DockerClient, service: str, **params: Any) -> CancellableStream:
+    """GET /services/ID/logs as a stream `close()` ends from another thread (docker-py's own
+    service_logs gives a bare generator, which cannot be stopped while it waits for a line)."""
+    api = client.api
+    res = api._get(api._url("/services/{0}/logs", service), params=params, stream=True)
+    api._raise_for_status(res)
+    return CancellableStream(api._get_result_tty(True, res, False), res)

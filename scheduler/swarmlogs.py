@@ -10,26 +10,30 @@ yet, and a reader asking after that is served from the record.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import threading
-from collections.abc import Iterator
-from typing import Any
-
-import docker
-from docker.types.daemon import CancellableStream
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from scheduler.base import LogLine
 from scheduler.docker import DockerLogStream
 
+log = logging.getLogger("deis.scheduler")
+
 KEPT_LINES = 5000  # of a stopping service's output, recorded for who reads it after it stopped
 
 
-def service_logs(client: docker.DockerClient, service: str, **params: Any) -> CancellableStream:
-    """GET /services/ID/logs as a stream `close()` ends from another thread (docker-py's own
-    service_logs gives a bare generator, which cannot be stopped while it waits for a line)."""
-    api = client.api
-    res = api._get(api._url("/services/{0}/logs", service), params=params, stream=True)
-    api._raise_for_status(res)
-    return CancellableStream(api._get_result_tty(True, res, False), res)
+class Raw(Protocol):
+    """The engine's log response: chunks of bytes; `close()` from another thread ends it."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+Opener = Callable[..., Raw]  # (**params) -> the service's log response
 
 
 def params(*, tail: int | None, follow: bool, since: float | None) -> dict[str, Any]:
@@ -77,7 +81,7 @@ class Follow:
     """A follow stream of a service's output; `end(record)` (the service stopped) ends it after
     the record's lines it had not delivered yet."""
 
-    def __init__(self, raw: CancellableStream, since: float | None) -> None:
+    def __init__(self, raw: Raw, since: float | None) -> None:
         self._raw, self._since = raw, since
         self._rest: list[LogLine] | None = None
         self._seen: LogLine | None = None
@@ -105,11 +109,11 @@ class Follow:
 class Capture:
     """A stopping service's output, recorded from its last KEPT_LINES on until `finish()`."""
 
-    def __init__(self, client: docker.DockerClient, service: str) -> None:
+    def __init__(self, open_logs: Opener, service: str) -> None:
         self._chunks: list[bytes] = []
-        self._raw: CancellableStream | None = None
+        self._raw: Raw | None = None
         with contextlib.suppress(Exception):  # a service already gone has nothing to record
-            self._raw = service_logs(client, service, **params(tail=KEPT_LINES, follow=True, since=None))
+            self._raw = open_logs(**params(tail=KEPT_LINES, follow=True, since=None))
         self._thread = threading.Thread(target=self._read, name=f"capture-{service[:12]}", daemon=True)
         self._thread.start()
 
@@ -125,3 +129,46 @@ class Capture:
                 self._raw.close()
         self._thread.join(5)
         return list(DockerLogStream(list(self._chunks)))
+
+
+class Copier:
+    """One stream of a one-off's output to `fd` as it comes, exactly as written (no times, no added
+    newline). A finished task's follow stream does not end by itself: `finish` closes it and then
+    writes whatever the complete log has beyond what was copied."""
+
+    def __init__(self, open_logs: Opener, fd: int) -> None:
+        self.open_logs, self.fd = open_logs, fd
+        self.copied = 0
+        self._stream: Raw | None = None
+        self._thread = threading.Thread(target=self._follow, name="copy-one-off", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        with contextlib.suppress(Exception):  # closed by finish(), or the service went away
+            self._stream = self.open_logs(follow=True)
+            for chunk in self._stream:
+                self._write(chunk)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        self.copied += len(data)
+
+    def finish(self) -> None:
+        time.sleep(0.2)  # lines in flight on the follow stream arrive first
+        self.close()
+        try:
+            rest = b"".join(self.open_logs(follow=False))
+        except Exception as exc:  # the engine's error, whatever its kind: the status still counts
+            log.warning("could not read the rest of a one-off's output: %s", exc)
+            return
+        with contextlib.suppress(OSError):  # the caller closed its end
+            self._write(rest[self.copied :])
+
+    def close(self) -> None:
+        stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        self._thread.join(5)

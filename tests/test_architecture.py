@@ -29,8 +29,15 @@ FLOORS: dict[str, int] = {
     "hooks": 3,
     "gitserver": 4,
 }
-# Where the docker SDK may be imported: one module per floor that talks to the engine.
-DOCKER_SDK = {"scheduler/docker.py", "builders/engine.py", "appliance/services.py", "addons/engine.py"}
+# Where the docker SDK may be imported: one module per floor that talks to the engine (the scheduler
+# speaks two of its APIs, containers and swarm services: one module for each backend).
+DOCKER_SDK = {
+    "scheduler/docker.py",
+    "scheduler/swarm.py",
+    "builders/engine.py",
+    "appliance/services.py",
+    "addons/engine.py",
+}
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-import scheduler
 from appliance import switch
 from core.errors import PermissionDenied
 from gitserver.commands.base import Context, command
@@ -18,15 +17,15 @@ from releaser import platform as platform_config
 @command("scheduler", "show which scheduler runs the apps", examples=["ssh deis scheduler"])
 def scheduler_show(ctx: Context, args: argparse.Namespace) -> int:
     current = platform_config.scheduler(ctx.store)
-    data = {"scheduler": current, "choices": list(scheduler.CHOICES)}
-    ctx.show(data, ["SCHEDULER", "CHOICES"], [[current, " ".join(scheduler.CHOICES)]])
+    data = {"scheduler": current, "choices": list(switch.CHOICES)}
+    ctx.show(data, ["SCHEDULER", "CHOICES"], [[current, " ".join(switch.CHOICES)]])
     return 0
 
 
 @command(
     "scheduler:set",
-    f"move every app to another scheduler ({' or '.join(scheduler.CHOICES)}) with zero downtime (admins)",
-    args=lambda p: p.add_argument("name", metavar="NAME", choices=scheduler.CHOICES),
+    f"move every app to another scheduler ({' or '.join(switch.CHOICES)}) with zero downtime (admins)",
+    args=lambda p: p.add_argument("name", metavar="NAME", choices=switch.CHOICES),
     examples=["ssh deis scheduler:set swarm"],
 )
 def scheduler_set(ctx: Context, args: argparse.Namespace) -> int:

@@ -117,6 +117,15 @@ def test_the_app_moves_to_swarm_and_back_with_no_failed_request(swarmed: Harness
     assert "pushed to the swarm" in traffic.result.bodies
     assert services(swarmed, name) == [f"{name}_v3.cmd.1"]
 
+    # The log collector follows the swarm's tasks, and keeps a retired one's lines.
+    path = f"/{unique('path')}"
+    assert swarmed.get(name, path)[0] == 200
+    seen = f"{name}[cmd.1]: GET {path}"
+    deadline = time.monotonic() + 10
+    while seen not in (lines := swarmed.ssh(boss, "logs", "-n", "100000", "--app", name).stdout.splitlines()):
+        assert time.monotonic() < deadline, lines[-20:]
+        time.sleep(0.3)
+
     # A one-off is a task: its output and exit status come back, values kept exactly.
     r = swarmed.ssh(boss, "config:set", "--app", name, shlex.quote("ODD=a 'b' $(c)"))
     assert r.returncode == 0, r.stderr
@@ -134,5 +143,6 @@ def test_the_app_moves_to_swarm_and_back_with_no_failed_request(swarmed: Harness
 
     switch_under_load(swarmed, boss, name, "docker")
     assert services(swarmed, name) == []
+    assert seen in swarmed.ssh(boss, "logs", "-n", "100000", "--app", name).stdout.splitlines()
     assert [c.split(".")[0] for c in swarmed.containers(name)] == [f"{name}_v4"]
     swarmed.wait_steady(name)
