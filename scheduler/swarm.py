@@ -115,19 +115,22 @@ class SwarmBackend(Backend):
     # -- the interface -----------------------------------------------------------------------
     def start(self, spec: ProcessSpec) -> Instance:
         service = self._create(spec, one_off=False)
-        deadline = time.monotonic() + START_TIMEOUT
+        began = time.monotonic()
         while True:
-            tasks = self._tasks([service])
-            task = swarmspec.current_task(tasks.get(service, []))
+            history = self._tasks([service]).get(service, [])
+            task = swarmspec.current_task(history)
             state = swarmspec.task_state(task)
-            if state == "running" and (spec.port is None or swarmspec.task_port(task)):
+            ran = state == "running" and (spec.port is None or swarmspec.task_port(task))
+            if ran or (state == "exited" and swarmspec.ran(task)):  # running, or started and crashed
                 inst = self.inspect(service)
                 if inst is not None:
                     return inst
-            if state == "exited" or time.monotonic() > deadline:
-                why = ((task or {}).get("Status") or {}).get(
-                    "Err"
-                ) or f"not running after {START_TIMEOUT:.0f}s"
+            # Never started: refused (a bad image), or left pending (no node fits its placement).
+            refused = [t for t in history if swarmspec.task_state(t) == "exited" and not swarmspec.ran(t)]
+            status = (refused[-1] if refused else task or {}).get("Status") or {}
+            waited = time.monotonic() - began
+            if refused or (status.get("Err") and waited > 15) or waited > START_TIMEOUT:
+                why = status.get("Err") or f"not running after {START_TIMEOUT:.0f}s"
                 self.stop(service, 0)
                 raise DeployError(f"could not start {spec.name}: {why}")
             time.sleep(_POLL)

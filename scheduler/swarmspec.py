@@ -197,6 +197,14 @@ def instance(
     )
 
 
+def ran(task: dict[str, Any] | None) -> bool:
+    """Whether the task's process started (it has an exit status), not refused before it could."""
+    status = (task or {}).get("Status") or {}
+    return (status.get("ContainerStatus") or {}).get("ExitCode") is not None and status.get(
+        "State"
+    ) != "rejected"
+
+
 def exit_code(task: dict[str, Any] | None) -> int | None:
     """A finished task's exit status; None while it has not finished."""
     status = (task or {}).get("Status") or {}

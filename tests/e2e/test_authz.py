@@ -241,6 +241,9 @@ TABLE: dict[str, tuple[Run, dict[str, str]]] = {
         MANAGERS,
     ),
     "users:list": (lambda w, r: w.ssh(r, "users:list"), ADMINS),
+    "scheduler": (lambda w, r: w.ssh(r, "scheduler"), EVERYONE),
+    # The one in use already: the admin's call succeeds without moving the session's apps.
+    "scheduler:set": (lambda w, r: w.ssh(r, "scheduler:set", "docker"), ADMINS),
     "buildpacks": (lambda w, r: w.ssh(r, "buildpacks"), EVERYONE),
     "builds:purge-cache": (_app_cmd("builds:purge-cache"), APP_USERS),
     "config:push": (_app_cmd("config:push", input=lambda w, r: f"AUTHZ_PUSH_{r.upper()}=1\n"), APP_USERS),

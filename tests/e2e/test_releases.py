@@ -186,7 +186,7 @@ def test_tags(platform: Harness, admin: Key, app) -> None:
     assert releases_json(platform, admin, name) == before
     ok(platform.ssh(admin, "tags:unset", "rack", "--app", name))
     assert json.loads(ok(platform.ssh(admin, "tags", "--app", name, "--json"))) == {"environ": "prod"}
-    assert "not place" in ok(platform.ssh(admin, "help"))
+    assert "docker scheduler ignores them" in ok(platform.ssh(admin, "help"))
     assert platform.get(name)[0] == 200
 
 

@@ -78,15 +78,25 @@ BACKENDS: dict[str, Callable[[], tuple[Backend, Programs]]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def swarm_platform(swarm: None) -> Iterator[tuple[Backend, Programs]]:
+    """One swarm platform for the module's tests: its app network is made once (and removing a
+    swarm network waits for every node to let go of it, about 2 s)."""
+    backend, programs = swarm_backend()
+    yield backend, programs
+    forget_network(backend)
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Backend, Programs]]:
-    if request.param == "swarm":
-        request.getfixturevalue("swarm")
-    backend, programs = BACKENDS[request.param]()
+    shared = request.param == "swarm"
+    backend, programs = request.getfixturevalue("swarm_platform") if shared else BACKENDS[request.param]()
+    backend.removing = None
     yield backend, programs
     for inst in backend.instances():
         backend.stop(inst.id, 0)
-    forget_network(backend)
+    if not shared:
+        forget_network(backend)
 
 
 def forget_network(backend: Backend) -> None:
