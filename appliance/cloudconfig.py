@@ -24,9 +24,10 @@ from typing import Any, Final
 import jinja2
 
 from appliance import components, services
-from core import systemd
+from core import dockercli, systemd
 from core.errors import ValidationError
 from core.settings import Settings
+from scheduler import swarmspec
 
 TEMPLATES: Final = Path(__file__).resolve().parent.parent / "cloud-config"
 ROLES: Final = ("control", "worker")
@@ -217,8 +218,17 @@ def engine_units(spec: NodeSpec, env: jinja2.Environment) -> list[dict[str, Any]
         environment.append(systemd.environment("DEIS_ADVERTISE_ADDR", PRIVATE_IP))
         start = systemd.exec_line([DOCKER, "swarm", "init", "--advertise-addr"]) + " ${DEIS_ADVERTISE_ADDR}"
         description = "Start a swarm on this node (its first manager)"
+    # The swarm scheduler's app network takes its per-node settings (inter-container traffic off) from
+    # a config-only network each node must have before a task lands there ("-": it may exist already).
+    config = swarmspec.network_specs(str(spec.settings.state_dir))[0]
+    make_config = dockercli.network_create(
+        config["Name"], config["Options"], config["Labels"], config_only=True
+    )
     content = env.get_template("swarm.service.j2").render(
-        description=systemd.specifiers(description), start=start, environment=environment
+        description=systemd.specifiers(description),
+        start=start,
+        environment=environment,
+        after=["-" + systemd.exec_line([DOCKER, *make_config[1:]])],
     )
     return [_unit("deis-swarm.service", content)]
 

@@ -135,9 +135,12 @@ def logs(container: str, *, follow: bool, tail: int | None) -> list[str]:
     return [*argv, container]
 
 
-def network_create(name: str, options: Mapping[str, str], labels: Mapping[str, str]) -> list[str]:
-    """`docker network create` of a bridge network with driver options (`--opt K=V`) and labels."""
-    argv = [DOCKER, "network", "create", "--driver", "bridge"]
+def network_create(
+    name: str, options: Mapping[str, str], labels: Mapping[str, str], *, config_only: bool = False
+) -> list[str]:
+    """`docker network create` of a bridge network with driver options (`--opt K=V`) and labels;
+    `config_only`: only settings, for a swarm-scoped network made `--config-from` it."""
+    argv = [DOCKER, "network", "create", *(["--config-only"] if config_only else ["--driver", "bridge"])]
     for key, value in options.items():
         argv += ["--opt", f"{key}={value}"]
     for key, value in labels.items():

@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from appliance import cloudconfig
+from appliance.components import DEFAULT_STATE_DIR
 from core.errors import ValidationError
 from gitserver import admin
+from scheduler import swarmspec
 from tests.unitverify import verify
 
 PEERS = "n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380"
@@ -89,6 +91,16 @@ def test_control_is_an_etcd_member_and_worker_a_proxy() -> None:
         "listen-client-urls": "http://127.0.0.1:2379",
         "initial-cluster": PEERS,
     }
+
+
+def test_every_swarm_node_gets_the_app_networks_settings() -> None:
+    """The swarm scheduler's app network is made --config-from a config-only network on each node."""
+    for role in ("control", "worker"):
+        unit = units(parsed(spec(role, "swarm")))["deis-swarm.service"]["content"]
+        [line] = [ln for ln in unit.splitlines() if ln.startswith("ExecStartPost=")]
+        assert line.startswith("ExecStartPost=-/usr/bin/docker network create --config-only ")
+        assert "--opt com.docker.network.bridge.enable_icc=false" in line
+        assert line.endswith(swarmspec.network_specs(str(DEFAULT_STATE_DIR))[0]["Name"])
 
 
 def test_swarm_init_on_the_first_control_node_and_join_elsewhere() -> None:
