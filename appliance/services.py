@@ -49,13 +49,13 @@ def etcd_data_dir(settings: Settings) -> Path:
 
 def etcd_argv(settings: Settings) -> list[str]:
     """Clients over mutual TLS only (core.pki): a certificate the platform's CA signed, or no answer.
-    The peer URL stays plain http on loopback: one member, no peer ever connects."""
+    The peer URL is plain http on loopback: one member, or members on one host (`etcd_cluster`)."""
     client = settings.etcd_url
     peer = f"http://127.0.0.1:{settings.etcd_peer_port}"
     crt, key = pki.server_paths(settings.tls_dir)
     return [
         "etcd",
-        "--name", "deis",
+        "--name", settings.etcd_name,
         "--data-dir", str(etcd_data_dir(settings)),
         "--enable-v2=true",
         "--listen-client-urls", client,
@@ -66,7 +66,7 @@ def etcd_argv(settings: Settings) -> list[str]:
         "--trusted-ca-file", str(pki.ca_path(settings.tls_dir)),
         "--listen-peer-urls", peer,
         "--initial-advertise-peer-urls", peer,
-        "--initial-cluster", f"deis={peer}",
+        "--initial-cluster", settings.etcd_cluster or f"{settings.etcd_name}={peer}",
     ]  # fmt: skip
 
 

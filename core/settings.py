@@ -87,6 +87,9 @@ _ENV = {
     "https_port": "DEIS_HTTPS_PORT",
     "etcd_port": "DEIS_ETCD_PORT",
     "etcd_peer_port": "DEIS_ETCD_PEER_PORT",
+    "etcd_name": "DEIS_ETCD_NAME",
+    "etcd_cluster": "DEIS_ETCD_CLUSTER",
+    "etcd_endpoints": "DEIS_ETCD_ENDPOINTS",
     "registry_port": "DEIS_REGISTRY_PORT",
     "domain": "DEIS_DOMAIN",
     "stack_image": "DEIS_STACK_IMAGE",
@@ -136,6 +139,12 @@ class Settings:
     https_port: int = 443
     etcd_port: int = 2379
     etcd_peer_port: int = 2380
+    # An etcd cluster: this member's name, etcd's --initial-cluster (NAME=PEER_URL,...; empty: this
+    # member alone) and every member's client URL (comma-separated; empty: this host's own), which
+    # the platform's store fails over between.
+    etcd_name: str = "deis"
+    etcd_cluster: str = ""
+    etcd_endpoints: str = ""
     registry_port: int = 5000
     domain: str = "localhost"
     stack_image: str = "deis/stack:bookworm"
@@ -222,6 +231,12 @@ class Settings:
     @property
     def etcd_url(self) -> str:
         return f"https://127.0.0.1:{self.etcd_port}"
+
+    @property
+    def etcd_urls(self) -> list[str]:
+        """Where the platform's store finds etcd: every member, this host's first."""
+        others = [u.strip() for u in self.etcd_endpoints.split(",") if u.strip()]
+        return [self.etcd_url, *(u for u in others if u != self.etcd_url)]
 
     @property
     def tls_dir(self) -> Path:

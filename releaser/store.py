@@ -38,23 +38,28 @@ def _converted(what: str) -> Iterator[None]:
 class Store:
     """JSON values in etcd's v2 key space, all under /deis."""
 
-    def __init__(self, url: str, read_timeout: float = 10, tls: EtcdTLS | None = None) -> None:
-        u = urlsplit(url)
-        self.url = url
+    def __init__(self, url: str | list[str], read_timeout: float = 10, tls: EtcdTLS | None = None) -> None:
+        urls = [url] if isinstance(url, str) else list(url)
+        parts = [urlsplit(u) for u in urls]
+        self.url = urls[0]
+        hosts = tuple((u.hostname or "127.0.0.1", u.port or 2379) for u in parts)
         # etcd asks for a client certificate (core.pki): without one it refuses the connection.
+        # Several members: python-etcd moves to the next when one stops answering.
         self.client = etcd.Client(
-            host=u.hostname or "127.0.0.1",
-            port=u.port or 2379,
-            protocol=u.scheme or "http",
+            host=hosts if len(hosts) > 1 else hosts[0][0],
+            port=hosts[0][1],
+            protocol=parts[0].scheme or "http",
             read_timeout=read_timeout,
             cert=None if tls is None else (str(tls.cert), str(tls.key)),
             ca_cert=None if tls is None else str(tls.ca),
+            allow_reconnect=len(hosts) > 1,
         )
 
     @classmethod
     def of(cls, settings: Settings, read_timeout: float = 10) -> Store:
-        """The platform's store: its etcd over mutual TLS with the platform's client certificate."""
-        return cls(settings.etcd_url, read_timeout, settings.etcd_tls)
+        """The platform's store: its etcd (every member of a cluster) over mutual TLS with the
+        platform's client certificate."""
+        return cls(settings.etcd_urls, read_timeout, settings.etcd_tls)
 
     @staticmethod
     def _key(key: str) -> str:
