@@ -36,6 +36,7 @@ DOCKER: Final = "/usr/bin/docker"
 NODE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 META_WORD = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 PEER = re.compile(r"([a-z0-9][a-z0-9-]{0,62})=(https?://[A-Za-z0-9.:\[\]$_-]+)")
+ENDPOINT = re.compile(r"https://[A-Za-z0-9.\[\]:_-]+:[0-9]{1,5}")  # an etcd member's client URL
 ADDRESS = re.compile(r"[A-Za-z0-9.\[\]:$_-]{1,255}:[0-9]{1,5}")
 TOKEN = re.compile(r"SWMTKN-[A-Za-z0-9-]{1,200}")
 IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from appliance import components, handover, processes, services
+from appliance import cloudconfig, components, handover, processes, services
 from core.errors import DeisError, ValidationError
 from core.names import memory_bytes
 from core.output import Output
@@ -58,6 +58,28 @@ def appliance_service(settings: Settings) -> processes.Service:
     )
 
 
+def apply_etcd_options(settings: Settings, args: argparse.Namespace) -> None:
+    """`--etcd-name`, `--etcd-cluster`, `--etcd-endpoints`: checked first, so bad input changes nothing."""
+    name, cluster, endpoints = (
+        getattr(args, k, None) for k in ("etcd_name", "etcd_cluster", "etcd_endpoints")
+    )
+    if name is not None and not cloudconfig.NODE_NAME.fullmatch(name):
+        raise ValidationError(f"--etcd-name is lowercase letters, digits and '-', not {name!r}")
+    peers = cloudconfig.parse_peers(cluster) if cluster is not None else None
+    if peers is not None and (name or settings.etcd_name) not in dict(peers):
+        raise ValidationError(f"--etcd-cluster must name this member ({name or settings.etcd_name})")
+    urls = [u.strip() for u in (endpoints or "").split(",") if u.strip()]
+    for url in urls:
+        if not cloudconfig.ENDPOINT.fullmatch(url):
+            raise ValidationError(f"--etcd-endpoints items look like https://10.0.0.2:2379, not {url!r}")
+    if name is not None:
+        settings.etcd_name = name
+    if peers is not None:
+        settings.etcd_cluster = ",".join(f"{n}={u}" for n, u in peers)
+    if endpoints is not None:
+        settings.etcd_endpoints = ",".join(urls)
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     for name in (
         "ssh_host",
@@ -72,6 +94,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace, out: Output) -> int:
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, type(getattr(settings, name))(value))
+    apply_etcd_options(settings, args)
     apply_build_options(settings, args)
     apply_drain_options(settings, args)
     apply_acme_options(settings, args)
@@ -419,6 +442,17 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--etcd-port", dest="etcd_port", type=int)
     up.add_argument("--etcd-peer-port", dest="etcd_peer_port", type=int)
     up.add_argument("--registry-port", dest="registry_port", type=int)
+    up.add_argument("--etcd-name", metavar="NAME", help="this host's etcd member name (default deis)")
+    up.add_argument(
+        "--etcd-cluster",
+        metavar="NAME=PEER_URL,...",
+        help="etcd's initial cluster (default: this member alone)",
+    )
+    up.add_argument(
+        "--etcd-endpoints",
+        metavar="URL,...",
+        help="every member's client URL: the store fails over between them",
+    )
     up.add_argument("--domain")
     add_setting_arguments(up)
     up.set_defaults(func=cmd_up)

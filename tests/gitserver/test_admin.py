@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from appliance import components, handover, processes, services
+from core.errors import ValidationError
 from core.output import Output
 from core.settings import Settings
 from gitserver import admin
@@ -64,3 +65,24 @@ def test_down_without_an_engine_stops_only_loose_processes(
     assert admin.cmd_down(Settings(state_dir=tmp_path / "state"), argparse.Namespace(), Output(stream)) == 0
     assert stopped == ["appliance", "registry", "etcd", "dockerd"]
     assert "The platform is down" in stream.getvalue()
+
+
+def test_up_takes_an_etcd_cluster_and_refuses_bad_input_changing_nothing() -> None:
+    s = Settings()
+    args = admin.parser().parse_args(
+        ["up", "--etcd-name", "m1", "--etcd-cluster", "m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380",
+         "--etcd-endpoints", "https://10.0.0.1:2379, https://10.0.0.2:2379"]
+    )  # fmt: skip
+    admin.apply_etcd_options(s, args)
+    assert (s.etcd_name, s.etcd_cluster) == ("m1", "m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380")
+    assert s.etcd_endpoints == "https://10.0.0.1:2379,https://10.0.0.2:2379"
+    for bad, says in (
+        (["--etcd-cluster", "m2=http://10.0.0.2:2380"], "must name this member"),
+        (["--etcd-cluster", "m1=10.0.0.1"], "--etcd-peers items look like"),
+        (["--etcd-endpoints", "http://10.0.0.1:2379"], "look like https://"),
+        (["--etcd-name", "M 1"], "--etcd-name is"),
+    ):
+        fresh = Settings()
+        with pytest.raises(ValidationError, match=says):
+            admin.apply_etcd_options(fresh, admin.parser().parse_args(["up", *bad]))
+        assert fresh == Settings()
