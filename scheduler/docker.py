@@ -66,6 +66,16 @@ def connect() -> docker.DockerClient:
         raise ServiceError(f"docker is unreachable: {exc}") from exc
 
 
+def container_events(client: docker.DockerClient, label: str) -> Any:
+    """The engine's events of containers labelled `label` (K=V), decoded, from now on."""
+    try:
+        return client.api.events(decode=True, filters={"type": "container", "label": label})
+    except docker.errors.APIError as exc:
+        raise ServiceError(f"could not follow docker's events: {exc.explanation or exc}") from exc
+    except requests.exceptions.RequestException as exc:
+        raise ServiceError(f"docker is unreachable: {exc}") from exc
+
+
 def network_name(platform: str) -> str:
     """The app network of the platform whose state dir is `platform` (one per platform)."""
     return "deis-apps-" + hashlib.sha256(platform.encode()).hexdigest()[:12]
@@ -347,13 +357,7 @@ class DockerBackend(Backend):
         return rc if rc >= 0 else 128 - rc
 
     def events(self) -> DockerEventStream:
-        filters = {"type": "container", "label": f"{LABEL_PLATFORM}={self.platform}"}
-        try:
-            return DockerEventStream(self.client.api.events(decode=True, filters=filters))
-        except docker.errors.APIError as exc:
-            raise ServiceError(f"could not follow docker's events: {exc.explanation or exc}") from exc
-        except requests.exceptions.RequestException as exc:
-            raise ServiceError(f"docker is unreachable: {exc}") from exc
+        return DockerEventStream(container_events(self.client, f"{LABEL_PLATFORM}={self.platform}"))
 
     def network(self) -> str:
         """The platform's app network, made on first use (inter-container traffic off)."""

@@ -35,7 +35,7 @@ from core.errors import DeployError, ServiceError
 from core.names import ContainerName
 from scheduler import dockerstats, health, swarmlogs, swarmspec
 from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio, Usage
-from scheduler.docker import DockerBackend, connect
+from scheduler.docker import DockerBackend, connect, container_events
 from scheduler.dockerevents import parse_event
 
 log = logging.getLogger("deis.scheduler")
@@ -244,13 +244,7 @@ class SwarmBackend(Backend):
             self.stop(service, 0)  # its last lines are kept first (removing)
 
     def events(self) -> SwarmEvents:
-        filters = {"type": "container", "label": f"{swarmspec.LABEL_TASK_PLATFORM}={self.platform}"}
-        try:
-            return SwarmEvents(self.client.api.events(decode=True, filters=filters))
-        except docker.errors.APIError as exc:
-            raise ServiceError(f"could not follow docker's events: {exc.explanation or exc}") from exc
-        except requests.exceptions.RequestException as exc:
-            raise ServiceError(f"docker is unreachable: {exc}") from exc
+        return SwarmEvents(container_events(self.client, f"{swarmspec.LABEL_TASK_PLATFORM}={self.platform}"))
 
     def usage(self, instances: list[Instance]) -> dict[str, Usage]:
         """Of the instances on this node (the engine's stats are per node)."""
