@@ -21,7 +21,6 @@ from typing import Any
 import scheduler
 from appliance import pipeline
 from appliance.platform import Platform
-from core.errors import ValidationError
 from core.output import Output
 from releaser import apps, events, releases
 from releaser import platform as platform_config
@@ -34,11 +33,9 @@ CHOICES = scheduler.CHOICES  # what an admin may choose (the commands see the ba
 
 def switch(p: Platform, name: str, user: str, out: Output) -> bool:
     """Move every app to the backend `name`; False if it is the one in use already."""
-    if name not in scheduler.CHOICES:
-        raise ValidationError(f"unknown scheduler {name!r}; choose {' or '.join(scheduler.CHOICES)}")
+    new = p.make_backend(name)  # refuses an unknown name (scheduler.create); nothing is asked yet
     if name == platform_config.scheduler(p.store):
         return False
-    new = p.make_backend(name)
     new.check()
     old = p.backend
     new.removing = old.removing  # what the log collector keeps of a stopped instance, there too

@@ -23,7 +23,6 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import docker
@@ -34,9 +33,9 @@ from docker.types.daemon import CancellableStream
 from core.errors import DeployError, ServiceError
 from core.names import ContainerName
 from scheduler import dockerstats, health, swarmlogs, swarmspec
-from scheduler.base import Backend, Event, Instance, LogLine, ProcessSpec, Stdio, Usage
+from scheduler.base import Backend, Instance, LogLine, ProcessSpec, Stdio, Usage
 from scheduler.docker import DockerBackend, connect, container_events
-from scheduler.dockerevents import parse_event
+from scheduler.dockerevents import DockerEventStream
 
 log = logging.getLogger("deis.scheduler")
 
@@ -52,30 +51,6 @@ def not_a_manager(info: dict[str, Any]) -> str | None:
     if not swarm.get("ControlAvailable"):
         return "this engine is a swarm worker: the platform must run on a manager node"
     return None
-
-
-class SwarmEvents:
-    """Container events of this platform's task containers, as events of their services."""
-
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-
-    def __iter__(self) -> Iterator[Event]:
-        try:
-            for item in self._raw:
-                if not isinstance(item, dict):
-                    continue
-                event = parse_event(item)
-                attrs = (item.get("Actor") or {}).get("Attributes") or {}
-                service = attrs.get(swarmspec.LABEL_SERVICE_ID)
-                if event is not None and service:
-                    yield Event(app=event.app, id=str(service), action=event.action, time=event.time)
-        except Exception:  # a closed stream or a daemon that went away: the iteration ends
-            return
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._raw.close()
 
 
 class SwarmBackend(Backend):
@@ -136,7 +111,7 @@ class SwarmBackend(Backend):
             time.sleep(_POLL)
 
     def stop(self, ref: str, grace: float) -> None:
-        services = self._services_of(ref)
+        services = [s["ID"] for s in self._services_of(ref)]
         captures = {
             service: swarmlogs.Capture(functools.partial(service_logs, self.client, service), service)
             for service in services
@@ -178,10 +153,7 @@ class SwarmBackend(Backend):
         found = self._services_of(ref)
         if not found:
             return None
-        try:
-            service = self.client.api.inspect_service(found[-1])
-        except docker.errors.NotFound:
-            return None
+        service = found[-1]
         tasks = self._tasks([service["ID"]])
         return swarmspec.instance(service, tasks.get(service["ID"], []), self._nodes())
 
@@ -205,7 +177,7 @@ class SwarmBackend(Backend):
         found = self._services_of(ref)
         if not found:
             return swarmlogs.Recorded([])
-        service = found[-1]
+        service = found[-1]["ID"]
         with self._lock:
             record = self._records.get(service)
         if record is not None:  # stopped: its tasks and their output are gone with them
@@ -243,8 +215,10 @@ class SwarmBackend(Backend):
                 copier.close()
             self.stop(service, 0)  # its last lines are kept first (removing)
 
-    def events(self) -> SwarmEvents:
-        return SwarmEvents(container_events(self.client, f"{swarmspec.LABEL_TASK_PLATFORM}={self.platform}"))
+    def events(self) -> DockerEventStream:
+        # A task container's events, under the id of its service (the instance).
+        raw = container_events(self.client, f"{swarmspec.LABEL_TASK_PLATFORM}={self.platform}")
+        return DockerEventStream(raw, id_label=swarmspec.LABEL_SERVICE_ID)
 
     def usage(self, instances: list[Instance]) -> dict[str, Usage]:
         """Of the instances on this node (the engine's stats are per node)."""
@@ -336,20 +310,17 @@ class SwarmBackend(Backend):
         except requests.exceptions.RequestException as exc:
             raise ServiceError(f"docker is unreachable: {exc}") from exc
 
-    def _services_of(self, ref: str) -> list[str]:
-        """The service ids `ref` means: every one of a process name (oldest first), or one id."""
+    def _services_of(self, ref: str) -> list[dict[str, Any]]:
+        """The services `ref` means: every one of a process name (oldest first), or one id."""
         parsed = ContainerName.parse(ref)
         if parsed is not None:
-            found = self._ours(parsed.app, ref)
-            return [s["ID"] for s in sorted(found, key=lambda s: s.get("CreatedAt", ""))]
+            return sorted(self._ours(parsed.app, ref), key=lambda s: s.get("CreatedAt", ""))
         try:
-            service = self.client.api.inspect_service(ref)
-        except docker.errors.NotFound:
-            return []
-        except docker.errors.APIError:
+            service = dict(self.client.api.inspect_service(ref))
+        except docker.errors.APIError:  # NotFound among them
             return []
         labels = (service.get("Spec") or {}).get("Labels") or {}
-        return [service["ID"]] if labels.get(swarmspec.LABEL_PLATFORM) == self.platform else []
+        return [service] if labels.get(swarmspec.LABEL_PLATFORM) == self.platform else []
 
     def _tasks(self, services: list[str]) -> dict[str, list[dict[str, Any]]]:
         if not services:

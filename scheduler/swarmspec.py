@@ -60,7 +60,7 @@ def network_specs(platform: str) -> list[dict[str, Any]]:
 
 
 def service_labels(name: ContainerName, platform: str) -> dict[str, str]:
-    labels = {
+    return {
         LABEL_PLATFORM: platform,
         LABEL_APP: name.app,
         "io.deis.version": str(name.version),
@@ -68,7 +68,6 @@ def service_labels(name: ContainerName, platform: str) -> dict[str, str]:
         "io.deis.num": str(name.num),
         "io.deis.name": str(name),
     }
-    return labels
 
 
 def constraints(placement: dict[str, str]) -> list[str]:

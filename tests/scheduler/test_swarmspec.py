@@ -127,3 +127,18 @@ def test_only_a_swarm_manager_runs_the_swarm_backend() -> None:
         not_a_manager({"Swarm": {"LocalNodeState": "active", "ControlAvailable": False}}) or ""
     )
     assert not_a_manager({"Swarm": {"LocalNodeState": "active", "ControlAvailable": True}}) is None
+
+
+def test_a_task_containers_events_are_its_services() -> None:
+    from scheduler.dockerevents import parse_event
+
+    raw = {
+        "Action": "die",
+        "timeNano": 1796292005500000000,
+        "Actor": {"ID": "c0ffee", "Attributes": {"io.deis.app": "shop", swarmspec.LABEL_SERVICE_ID: "svc1"}},
+    }
+    event = parse_event(raw, swarmspec.LABEL_SERVICE_ID)
+    assert event is not None and (event.app, event.id, event.action) == ("shop", "svc1", "die")
+    assert parse_event(raw) is not None and parse_event(raw).id == "c0ffee"  # type: ignore[union-attr]
+    del raw["Actor"]["Attributes"][swarmspec.LABEL_SERVICE_ID]  # type: ignore[index]
+    assert parse_event(raw, swarmspec.LABEL_SERVICE_ID) is None  # not a task: not ours
